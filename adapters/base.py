@@ -1,0 +1,186 @@
+"""The contract a backbone implements so CLEAR can run on it.
+
+One :class:`BackboneAdapter` instance wraps one loaded model. Everything else in clear-plugins (trajectories,
+rewards, advantages, trainers, the pipeline, the benchmark, model cards) is backbone-blind and talks to the
+model only through these members. The member names are fixed: later work relies on them.
+
+The value types exchanged with the adapter (:class:`Tokens`, :class:`Latent`, :class:`RestoreResult`,
+:class:`SDERecord`, :class:`TrainingOutputs`) live here too, so a new backbone needs nothing but this module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
+
+    from clear_plugins.bridge import BridgeMode
+    from clear_plugins.flow import SDEConfig
+
+ImagePolicy = Literal["flow", "discrete"]
+PARAMETER_GROUPS: tuple[str, ...] = ("understanding", "generation", "bridge", "vision", "vae")
+"""The parameter groups every adapter reports (see :meth:`BackboneAdapter.parameter_groups`)."""
+
+
+@dataclass
+class Tokens:
+    """Understanding-side context embeddings of a batch of images.
+
+    Attributes:
+        embeds: one tensor per image, ``[num_tokens_i, hidden_size]``, ready to be placed in the LLM context.
+        grids: the token grid ``(rows, cols)`` of each image.
+        extra: backbone-specific data (position ids, pixel sizes) the adapter needs to place the tokens.
+    """
+
+    embeds: list[torch.Tensor]
+    grids: list[tuple[int, int]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Latent:
+    """Generation-side latent of a batch of images.
+
+    Attributes:
+        tokens: one tensor per image: ``[num_tokens_i, latent_dim]`` floats for ``flow`` backbones (patchified
+            VAE latents) or ``[num_tokens_i]`` integer ids for ``discrete`` backbones.
+        grids: the token grid ``(rows, cols)`` of each image.
+        kind: ``"flow"`` or ``"discrete"``, matching the adapter's ``image_policy``.
+        extra: backbone-specific data (pixel sizes, position ids).
+    """
+
+    tokens: list[torch.Tensor]
+    grids: list[tuple[int, int]]
+    kind: ImagePolicy = "flow"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SDERecord:
+    """One recorded stochastic denoising step, stored without autograd graphs.
+
+    ``t`` and ``t_next`` follow the flow convention of :mod:`clear_plugins.flow` (1 = noise, 0 = clean);
+    ``log_prob`` is the log-density of ``x_next`` under the step's Gaussian, one value per image.
+    """
+
+    t: torch.Tensor
+    t_next: torch.Tensor
+    x_t: torch.Tensor
+    x_next: torch.Tensor
+    log_prob: torch.Tensor
+
+
+@dataclass
+class RestoreResult:
+    """What :meth:`BackboneAdapter.restore` returns.
+
+    Attributes:
+        latent: the restored latent after the last step.
+        steps: every recorded SDE step when an SDE configuration was given, else ``None``.
+        timesteps: the time grid used, ``num_steps`` points from 1 to 0 after any shift.
+        seconds: wall-clock time spent denoising.
+    """
+
+    latent: Latent
+    steps: list[SDERecord] | None = None
+    timesteps: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainingOutputs:
+    """What :meth:`BackboneAdapter.training_forward` returns for one packed batch.
+
+    Attributes:
+        text_logits: ``[num_text_targets, vocab]`` logits at the positions that predict text labels.
+        text_labels: ``[num_text_targets]`` target ids aligned with ``text_logits``.
+        image_output: the image-policy output at the chosen generation positions: predicted velocities
+            ``[num_latent_tokens, latent_dim]`` (``flow``) or image-token logits (``discrete``).
+        image_target: the regression target aligned with ``image_output`` (e.g. ``noise - x0``), if known.
+        hidden_states: per-layer hidden states ``[num_layers + 1]`` of ``[seq_len, hidden]`` when requested.
+        extra: backbone-specific tensors (index maps for distillation, per-token image index).
+    """
+
+    text_logits: torch.Tensor | None = None
+    text_labels: torch.Tensor | None = None
+    image_output: torch.Tensor | None = None
+    image_target: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BackboneAdapter(ABC):
+    """Base class of a backbone adapter; subclass it and register the subclass through
+    :func:`~clear_plugins.hookspecs.clear_register_adapters`.
+
+    Class attributes:
+        model_types: the ``config.model_type`` values this adapter handles.
+        image_policy: ``"flow"`` (continuous latents, velocity prediction) or ``"discrete"`` (image-token ids).
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    image_policy: ClassVar[ImagePolicy] = "flow"
+
+    def __init__(self, model: Any, tokenizer: Any = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def matches(cls, model: Any) -> bool:
+        """Whether this adapter can drive ``model``; by default, whether its ``config.model_type`` is listed."""
+        config = getattr(model, "config", None)
+        return getattr(config, "model_type", None) in cls.model_types
+
+    @abstractmethod
+    def encode_understanding(self, images: Sequence[Image]) -> Tokens:
+        """Encode images for understanding (ViT or equivalent): context embeddings, one tensor per image."""
+
+    @abstractmethod
+    def encode_latent(self, images: Sequence[Image]) -> Latent:
+        """Encode images into the generation latent (VAE latent tokens, or VQ ids for discrete backbones)."""
+
+    @abstractmethod
+    def restore(
+        self,
+        context: Any,
+        image: Any,
+        *,
+        num_steps: int,
+        sde: SDEConfig | None = None,
+        guidance: Any = None,
+    ) -> RestoreResult:
+        """Generate the restored latent of ``image`` conditioned on ``context`` in ``num_steps`` steps.
+
+        With ``sde`` set, sample stochastically and record every ``(t, x_t, x_next, log_prob)`` without graphs.
+        ``guidance`` configures classifier-free guidance; ``None`` samples without it (RL rollouts).
+        """
+
+    @abstractmethod
+    def bridge(self, latent: Latent, context: Any, mode: BridgeMode) -> Any:
+        """Put ``latent`` into the reasoning ``context`` following ``mode`` and return the updated context.
+
+        ``BridgeMode.BRIDGE`` adds no parameters where the backbone has a latent→LLM connector.
+        """
+
+    @abstractmethod
+    def decode_latent(self, latent: Latent) -> list[Image]:
+        """Decode latents to pixels (for viewing, perceptual metrics and ``decode_reencode``)."""
+
+    @abstractmethod
+    def training_forward(self, batch: Any) -> TrainingOutputs:
+        """One forward over a packed interleaved batch: text logits, image-policy output, hidden states.
+
+        This is not ``model.forward``, which TRL patches for its fused LM head.
+        """
+
+    @abstractmethod
+    def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:
+        """Parameter names of ``model`` (default: the wrapped one) in each group of :data:`PARAMETER_GROUPS`.
+
+        Used for freezing, LoRA targets and gradient tests. Every group key is present (possibly empty).
+        """

@@ -1,0 +1,45 @@
+"""clear-plugins: CLEAR (generate before answering) for Hugging Face unified multimodal models.
+
+The public API is re-exported here lazily: ``from clear_plugins import X`` imports only the module that holds
+``X``, so light commands (``clear degrade``) never import torch or TRL.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0.dev0"
+
+_EXPORTS: dict[str, str] = {
+    # spine
+    "hookimpl": "clear_plugins.hookspecs",
+    "Plugins": "clear_plugins.plugins",
+    "load_plugins": "clear_plugins.plugins",
+    "get_plugin_manager": "clear_plugins.plugins",
+    "BridgeMode": "clear_plugins.bridge",
+    # adapter contract
+    "BackboneAdapter": "clear_plugins.adapters.base",
+    "Tokens": "clear_plugins.adapters.base",
+    "Latent": "clear_plugins.adapters.base",
+    "RestoreResult": "clear_plugins.adapters.base",
+    "SDERecord": "clear_plugins.adapters.base",
+    "TrainingOutputs": "clear_plugins.adapters.base",
+    # errors
+    "ClearError": "clear_plugins.errors",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clear_plugins' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,6 @@
+"""The ``clear`` command line (placeholder, replaced below)."""
+
+
+def main() -> int:
+    """Entry point."""
+    return 0

@@ -1,0 +1,1 @@
+"""The 16 degradations of MMD-Bench (App. B, Table 7)."""

@@ -1,0 +1,1 @@
+"""TRL extensions: ClearSFTTrainer and InterleavedGRPOTrainer."""
