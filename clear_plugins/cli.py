@@ -1,6 +1,94 @@
-"""The ``clear`` command line (placeholder, replaced below)."""
+"""The ``clear`` command line: one sub-command per stage of the method.
+
+Each sub-command lives in its own module under :mod:`clear_plugins.commands` (see its docstring for the
+protocol). Sub-commands that this version does not provide yet are listed, say so when called, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from clear_plugins import __version__
+
+COMMANDS: dict[str, str] = {
+    "degrade": "Apply MMD-Bench degradations to an image or a folder, or draw the Fig. 6 grid.",
+    "bench": "Build MMD-Bench from a VQA source, evaluate a model on it, and report.",
+    "data": "Build the SFT/GRPO datasets of App. C (probe, trace, filter, balance, split).",
+    "train": "Train with CLEAR: 'train sft' (stage 1) or 'train grpo' (stage 2, Interleaved GRPO).",
+    "eval": "Evaluate a CLEAR model on a degraded VQA set (accuracy, trigger rate, timing).",
+    "demo": "Run the whole method end to end on an embedded offline toy world.",
+    "export": "Save a trained model with remote code so AutoModel.from_pretrained(trust_remote_code=True) works.",
+    "upload": "Upload an exported model and its model card to the Hugging Face Hub.",
+}
+"""Every sub-command and its one-line help, in pipeline order."""
+
+NOT_BUILT_EXIT = 2
 
 
-def main() -> int:
-    """Entry point."""
-    return 0
+def _command_module(name: str):
+    try:
+        return importlib.import_module(f"clear_plugins.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"clear_plugins.commands.{name}":
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command configured."""
+    parser = argparse.ArgumentParser(
+        prog="clear",
+        description=(
+            "CLEAR for Hugging Face unified multimodal models: understand degraded images by generating a "
+            "restored latent before answering. Run 'clear COMMAND --help' for a command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"clear-plugins {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, help_text in COMMANDS.items():
+        module = _command_module(name)
+        built = module is not None
+        sub_parser = sub.add_parser(
+            name,
+            help=help_text if built else f"{help_text} (not built yet)",
+            description=getattr(module, "__doc__", None) or help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if built:
+            module.configure(sub_parser)
+            sub_parser.set_defaults(_run=module.run)
+        else:
+            sub_parser.set_defaults(_run=_not_built(name))
+    return parser
+
+
+def _not_built(name: str):
+    def run(args: argparse.Namespace) -> int:
+        print(
+            f"clear {name}: not built yet in clear-plugins {__version__}. See the README's roadmap and "
+            f"CHANGELOG.md for what this version provides.",
+            file=sys.stderr,
+        )
+        return NOT_BUILT_EXIT
+
+    run.accepts_any_arguments = True
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``clear`` command line; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if extra and not getattr(args._run, "accepts_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
