@@ -69,7 +69,9 @@ def clear_register_judges(register: Callable[..., None]) -> None:
 
 
 @hookspec(firstresult=True)
-def clear_inject_model(model: Any, tokenizer: Any, adapter: BackboneAdapter, options: Any) -> Injection | None:
+def clear_inject_model(
+    model: Any, tokenizer: Any, adapter: BackboneAdapter, options: Any
+) -> Injection | None:
     """Inject CLEAR into a loaded model and tokenizer; return the :class:`~clear_plugins.injection.Injection`.
 
     The first implementation that returns a value wins, so a backbone plugin can take over injection for its

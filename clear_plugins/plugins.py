@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 ENV_ALLOW_LIST = "CLEAR_PLUGINS"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "clear_plugins.injection",
     "clear_plugins.degradations.plugin",
     "clear_plugins.rewards.plugin",
     "clear_plugins.adapters.bagel.plugin",
@@ -116,7 +117,9 @@ def _collect(hook: Callable[..., Any], what: str) -> dict[str, Any]:
 
     def register(name: str, value: Any, **extra: Any) -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(f"a {what} was registered with an invalid name {name!r}; use a non-empty string.")
+            raise PluginError(
+                f"a {what} was registered with an invalid name {name!r}; use a non-empty string."
+            )
         if name in found:
             raise PluginError(f"two plugins registered a {what} named {name!r}; rename one of them.")
         found[name] = (value, extra) if extra else value
@@ -143,7 +146,9 @@ class Plugins:
 
         def register(cls: type[BackboneAdapter]) -> None:
             if not (isinstance(cls, type) and issubclass(cls, BackboneAdapter)):
-                raise PluginError(f"{cls!r} was registered as an adapter but is not a BackboneAdapter subclass.")
+                raise PluginError(
+                    f"{cls!r} was registered as an adapter but is not a BackboneAdapter subclass."
+                )
             if cls not in found:
                 found.append(cls)
 
