@@ -154,7 +154,10 @@ class BackboneAdapter(ABC):
         sde: SDEConfig | None = None,
         guidance: Any = None,
     ) -> RestoreResult:
-        """Generate the restored latent of ``image`` conditioned on ``context`` in ``num_steps`` steps.
+        """Generate the restored latent of ``image`` conditioned on ``context``.
+
+        ``num_steps`` counts time-grid *points* as Bagel does (:func:`clear_plugins.flow.time_grid`): the
+        velocity is evaluated ``num_steps − 1`` times.
 
         With ``sde`` set, sample stochastically and record every ``(t, x_t, x_next, log_prob)`` without graphs.
         ``guidance`` configures classifier-free guidance; ``None`` samples without it (RL rollouts).

@@ -18,6 +18,16 @@ _EXPORTS: dict[str, str] = {
     "load_plugins": "clear_plugins.plugins",
     "get_plugin_manager": "clear_plugins.plugins",
     "BridgeMode": "clear_plugins.bridge",
+    # flow math
+    "SDEConfig": "clear_plugins.flow",
+    "SDEStep": "clear_plugins.flow",
+    "sde_step": "clear_plugins.flow",
+    "ode_step": "clear_plugins.flow",
+    "time_grid": "clear_plugins.flow",
+    # injection
+    "inject": "clear_plugins.injection",
+    "eject": "clear_plugins.injection",
+    "InjectionOptions": "clear_plugins.injection",
     # adapter contract
     "BackboneAdapter": "clear_plugins.adapters.base",
     "Tokens": "clear_plugins.adapters.base",
