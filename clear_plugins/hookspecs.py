@@ -54,8 +54,9 @@ def clear_register_degradations(register: Callable[..., None]) -> None:
 def clear_register_rewards(register: Callable[..., None]) -> None:
     """Register reward functions.
 
-    Call ``register(name, factory)``, where ``factory(config)`` returns a TRL-style reward function
-    ``f(prompts, completions, **dataset_columns) -> list[float | None]``.
+    Call ``register(name, factory)``, where ``factory(config, judge=None)`` returns a TRL-style reward function
+    ``f(prompts, completions, **dataset_columns) -> list[float | None]``. Factories given the same
+    :class:`~clear_plugins.rewards.functions.JudgeCache` as ``judge`` share one judge call per completion.
     """
 
 
