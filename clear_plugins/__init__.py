@@ -24,6 +24,15 @@ _EXPORTS: dict[str, str] = {
     "sde_step": "clear_plugins.flow",
     "ode_step": "clear_plugins.flow",
     "time_grid": "clear_plugins.flow",
+    # trajectories and rewards
+    "SPECIAL_TAGS": "clear_plugins.trajectory",
+    "parse": "clear_plugins.trajectory",
+    "format_direct": "clear_plugins.trajectory",
+    "format_restore": "clear_plugins.trajectory",
+    "system_prompt": "clear_plugins.trajectory",
+    "RewardConfig": "clear_plugins.rewards.config",
+    "make_reward_functions": "clear_plugins.rewards.functions",
+    "JudgeCache": "clear_plugins.rewards.functions",
     # injection
     "inject": "clear_plugins.injection",
     "eject": "clear_plugins.injection",
