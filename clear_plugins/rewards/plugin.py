@@ -33,8 +33,17 @@ def clear_register_rewards(register: Callable[..., None]) -> None:
 
 @hookimpl
 def clear_register_judges(register: Callable[..., None]) -> None:
-    """Register the built-in judges: ``rules`` (offline) and ``llm`` (any OpenAI-compatible endpoint)."""
+    """Register the built-in judges: ``rules`` (offline), ``llm`` (any OpenAI-compatible endpoint) and ``auto``
+    (the LLM judge with the rule judge as fallback when an endpoint is configured, else the rule judge)."""
     from clear_plugins.rewards.judges import LLMJudge, RuleJudge
 
     register("rules", RuleJudge)
     register("llm", LLMJudge)
+    register("auto", auto_judge)
+
+
+def auto_judge(**options: object) -> object:
+    """Build the judge :func:`~clear_plugins.rewards.judges.build_judge` picks for ``JudgeConfig(**options)``."""
+    from clear_plugins.rewards.judges import JudgeConfig, build_judge
+
+    return build_judge(JudgeConfig(**options))
