@@ -1,1 +1,28 @@
-"""The Bagel backbone (BAGEL-7B-MoT): a transformers-native model and its CLEAR adapter."""
+"""The Bagel backbone (BAGEL-7B-MoT): a transformers-native model and its CLEAR adapter.
+
+Importing this package is light (no torch); the public names load on first access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .adapter import BagelAdapter
+    from .configuration_bagel import BagelConfig
+    from .modeling_bagel import BagelForConditionalGeneration
+
+_EXPORTS = {
+    "BagelConfig": ".configuration_bagel",
+    "BagelForConditionalGeneration": ".modeling_bagel",
+    "BagelAdapter": ".adapter",
+}
+
+__all__ = ["BagelAdapter", "BagelConfig", "BagelForConditionalGeneration"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,222 @@
+"""``BagelAdapter``: the CLEAR backbone contract for :class:`BagelForConditionalGeneration`.
+
+Images go through the config's transforms (:mod:`.image_transforms`): the ViT path for
+:meth:`BagelAdapter.encode_understanding`, the VAE path for :meth:`BagelAdapter.encode_latent`. Encoding keeps
+autograd as the caller sets it (wrap calls in ``torch.no_grad()`` for inference).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from clear_plugins.adapters.base import (
+    PARAMETER_GROUPS,
+    BackboneAdapter,
+    ImagePolicy,
+    Latent,
+    Tokens,
+    TrainingOutputs,
+)
+from clear_plugins.errors import ClearConfigError, NotBuiltError
+
+from .batch import IGNORE_INDEX, PackedBatch
+from .embeddings import grid_position_ids, patchify
+from .image_transforms import ImageTransform, tensor_to_pil
+from .packing import AttnMode, TokenKind
+from .sequence import BagelTokenIds
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from clear_plugins.bridge import BridgeMode
+    from clear_plugins.flow import SDEConfig
+
+    from .modeling_bagel import BagelForConditionalGeneration
+
+GROUP_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("vae", re.compile(r"(^|\.)vae\.")),
+    ("vision", re.compile(r"(^|\.)(vit_model|connector|vit_pos_embed)\.")),
+    ("bridge", re.compile(r"(^|\.)(vae2llm|llm2vae|time_embedder|latent_pos_embed)\.")),
+    ("generation", re.compile(r"_moe_gen")),
+    ("understanding", re.compile(r"(^|\.)language_model\.")),
+)
+"""First matching pattern wins; names may carry wrapper prefixes (PEFT, DDP) and LoRA suffixes."""
+
+
+class BagelAdapter(BackboneAdapter):
+    """Drives a :class:`BagelForConditionalGeneration` (``model_type`` ``"clear_bagel"``).
+
+    Args:
+        model: the Bagel model.
+        tokenizer: its tokenizer (optional); the special-token ids are read from it when given.
+        token_ids: explicit special-token ids (default: from ``tokenizer``, else the BAGEL-7B-MoT ids).
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ("clear_bagel",)
+    image_policy: ClassVar[ImagePolicy] = "flow"
+
+    def __init__(
+        self,
+        model: BagelForConditionalGeneration,
+        tokenizer: Any = None,
+        *,
+        token_ids: BagelTokenIds | None = None,
+    ) -> None:
+        super().__init__(model, tokenizer)
+        if token_ids is None:
+            token_ids = BagelTokenIds.from_tokenizer(tokenizer) if tokenizer is not None else BagelTokenIds()
+        vocab = model.config.get_text_config().vocab_size
+        too_large = {k: v for k, v in vars(token_ids).items() if not 0 <= v < vocab}
+        if too_large:
+            raise ClearConfigError(
+                f"special-token ids {too_large} do not fit the model's vocabulary of {vocab}; pass the model's "
+                "tokenizer or token_ids=BagelTokenIds(...) with ids below the vocabulary size."
+            )
+        self.token_ids: BagelTokenIds = token_ids
+        self.vit_transform = ImageTransform(model.config.vit_transform, "vit_transform")
+        self.vae_transform = ImageTransform(model.config.vae_transform, "vae_transform")
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode_understanding(
+        self, images: Sequence[Image], sizes: Sequence[tuple[int, int]] | None = None
+    ) -> Tokens:
+        """ViT context embeddings ``[rows·cols, hidden]`` per image (``connector(vit) + vit_pos_embed``).
+
+        ``sizes`` optionally forces each image's ``(width, height)`` (e.g. :func:`matched_vit_size`).
+        """
+        config = self.model.config
+        patch = config.vit_config.patch_size
+        pixels = [
+            self.vit_transform(img, None if sizes is None else sizes[i]) for i, img in enumerate(images)
+        ]
+        grids = [(p.shape[1] // patch, p.shape[2] // patch) for p in pixels]
+        patches = torch.cat([patchify(p, patch) for p in pixels]).to(self._device)
+        embeds = self.model.embed_vit(patches, grids)
+        side = config.vit_max_num_patch_per_side
+        return Tokens(
+            embeds=list(embeds.split([r * c for r, c in grids])),
+            grids=grids,
+            extra={
+                "pixel_sizes": [(p.shape[2], p.shape[1]) for p in pixels],
+                "position_ids": [grid_position_ids(r, c, side) for r, c in grids],
+            },
+        )
+
+    def encode_latent(
+        self,
+        images: Sequence[Image],
+        *,
+        sample: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Latent:
+        """Patchified VAE latents ``[rows·cols, 64]`` per image (posterior sampled unless ``sample=False``)."""
+        tokens, grids, sizes = [], [], []
+        for image in images:
+            pixels = self.vae_transform(image).to(self._device)
+            latent = self.model.vae_encode(pixels[None], sample=sample, generator=generator)[0]
+            image_tokens, grid = self.model.latent_to_tokens(latent)
+            tokens.append(image_tokens)
+            grids.append(grid)
+            sizes.append((pixels.shape[2], pixels.shape[1]))
+        side = self.model.config.max_latent_size
+        return Latent(
+            tokens=tokens,
+            grids=grids,
+            kind="flow",
+            extra={"pixel_sizes": sizes, "position_ids": [grid_position_ids(r, c, side) for r, c in grids]},
+        )
+
+    def decode_latent(self, latent: Latent) -> list[Image]:
+        """Decode each latent's tokens to an RGB image (``grid · 16`` pixels per side)."""
+        images = []
+        for tokens, grid in zip(latent.tokens, latent.grids, strict=True):
+            z = self.model.tokens_to_latent(tokens.to(self._device), grid)
+            images.append(tensor_to_pil(self.model.vae_decode(z[None])[0]))
+        return images
+
+    def restore(
+        self,
+        context: Any,
+        image: Any,
+        *,
+        num_steps: int,
+        sde: SDEConfig | None = None,
+        guidance: Any = None,
+    ) -> Any:
+        """Not in this version: restoration in latent space arrives with the Bagel part-2 work (issue 5)."""
+        raise NotBuiltError(
+            "BagelAdapter.restore is not built yet; latent-space restoration is added by the Bagel part-2 issue "
+            "(issue 5). Use encode_latent/decode_latent and training_forward meanwhile."
+        )
+
+    def bridge(self, latent: Latent, context: Any, mode: BridgeMode) -> Any:
+        """Not in this version: the Latent Representation Bridge arrives with the Bagel part-2 work (issue 5)."""
+        raise NotBuiltError(
+            f"BagelAdapter.bridge (mode {mode!r}) is not built yet; it is added by the Bagel part-2 issue (issue 5)."
+        )
+
+    def training_forward(
+        self, batch: PackedBatch, *, output_hidden_states: bool | None = None
+    ) -> TrainingOutputs:
+        """One forward over a :class:`~.batch.PackedBatch`.
+
+        Returns text logits at the labelled positions, velocities (``llm2vae``) at the noised latent tokens with
+        the target ``noise − x0`` when known, per-layer hidden states when asked, and in ``extra``: ``label_index``
+        and ``velocity_index`` (sequence positions), ``velocity_image`` (noised-image index per velocity row),
+        ``velocity_timesteps``, and the distillation maps ``distill_vit_index`` / ``distill_latent_index`` /
+        ``distill_pair_index`` (positions of the same image's ViT and clean latent tokens).
+        """
+        device = self._device
+        batch = batch.to(device)
+        layout = batch.inputs.layout
+        want_states = batch.output_hidden_states if output_hidden_states is None else output_hidden_states
+        embeds = self.model.embed_packed(batch.inputs)
+        out = self.model.forward_packed(embeds, layout, output_hidden_states=want_states)
+        label_index = torch.nonzero(batch.labels != IGNORE_INDEX, as_tuple=False).flatten()
+        noised = (layout.kind == int(TokenKind.LATENT)) & (layout.mode == int(AttnMode.NOISE))
+        velocity_index = torch.nonzero(noised, as_tuple=False).flatten()
+        latent_index = layout.indices(TokenKind.LATENT)
+        timesteps = batch.inputs.latent_timesteps
+        velocity_t = (
+            timesteps[torch.searchsorted(latent_index, velocity_index)] if timesteps is not None else None
+        )
+        return TrainingOutputs(
+            text_logits=self.model.text_logits(out.last_hidden_state[label_index]),
+            text_labels=batch.labels[label_index],
+            image_output=self.model.velocity(out.last_hidden_state[velocity_index]),
+            image_target=batch.velocity_target,
+            hidden_states=out.hidden_states,
+            extra={
+                "label_index": label_index,
+                "velocity_index": velocity_index,
+                "velocity_image": batch.noised_image_index,
+                "velocity_timesteps": velocity_t,
+                "distill_vit_index": batch.distill_vit_index,
+                "distill_latent_index": batch.distill_latent_index,
+                "distill_pair_index": batch.distill_pair_index,
+            },
+        )
+
+    def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:
+        """Parameter names per group: ``understanding`` (LLM und expert, embeddings, ``lm_head``, ``norm``),
+        ``generation`` (``*_moe_gen``, ``norm_moe_gen``), ``bridge`` (``vae2llm``, ``llm2vae``, ``time_embedder``,
+        ``latent_pos_embed``), ``vision`` (ViT, ``connector``, ``vit_pos_embed``) and ``vae``.
+        """
+        target = self.model if model is None else model
+        groups: dict[str, list[str]] = {name: [] for name in PARAMETER_GROUPS}
+        for name, _ in target.named_parameters():
+            group = next((g for g, pattern in GROUP_PATTERNS if pattern.search(name)), None)
+            if group is None:
+                raise ClearConfigError(
+                    f"parameter {name!r} fits no Bagel parameter group; extend GROUP_PATTERNS in "
+                    "clear_plugins.adapters.bagel.adapter for the module that owns it."
+                )
+            groups[group].append(name)
+        return groups

@@ -1,0 +1,210 @@
+"""Bagel's language model: Qwen2 with Mixture-of-Transformers (MoT) layers, over packed sequences.
+
+Every decoder layer holds two full sets of weights: the understanding expert (plain Qwen2 names: text, markers and
+ViT tokens) and the generation expert (``*_moe_gen``: VAE-latent tokens). Attention is one joint softmax over all
+tokens; only the projections, the per-head QK RMSNorms (applied after the projection, before RoPE), the layer
+norms and the MLP are per expert (reference §2.3, §5.6). Parameter names match the official checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import Qwen2Config
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.qwen2.modeling_qwen2 import (
+    Qwen2MLP,
+    Qwen2RMSNorm,
+    Qwen2RotaryEmbedding,
+    apply_rotary_pos_emb,
+    eager_attention_forward,
+)
+
+from clear_plugins.errors import ClearConfigError
+
+from .cache import BagelKVCache
+from .packing import PackedLayout, Routing, attention_bias, attention_mask
+
+KV = tuple[torch.Tensor, torch.Tensor]
+
+
+class BagelMoTAttention(nn.Module):
+    """Joint attention with per-expert q/k/v/o projections and per-head QK RMSNorms."""
+
+    def __init__(self, config: Qwen2Config, layer_idx: int) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.num_key_value_heads = config.num_key_value_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.num_key_value_groups = self.num_heads // self.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = False
+        q_out, kv_out = self.num_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        for suffix in ("", "_moe_gen"):
+            setattr(self, f"q_proj{suffix}", nn.Linear(config.hidden_size, q_out, bias=True))
+            setattr(self, f"k_proj{suffix}", nn.Linear(config.hidden_size, kv_out, bias=True))
+            setattr(self, f"v_proj{suffix}", nn.Linear(config.hidden_size, kv_out, bias=True))
+            setattr(self, f"o_proj{suffix}", nn.Linear(q_out, config.hidden_size, bias=False))
+            setattr(self, f"q_norm{suffix}", Qwen2RMSNorm(self.head_dim, eps=config.rms_norm_eps))
+            setattr(self, f"k_norm{suffix}", Qwen2RMSNorm(self.head_dim, eps=config.rms_norm_eps))
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        routing: Routing,
+        position_embeddings: KV,
+        mask: torch.Tensor,
+        past: KV | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``hidden`` ``[L, H]`` → (output ``[L, H]``, new keys and values ``[1, kv_heads, L, head_dim]``)."""
+        length = hidden.shape[0]
+        q = routing.apply(hidden, self.q_proj, self.q_proj_moe_gen).view(
+            length, self.num_heads, self.head_dim
+        )
+        k = routing.apply(hidden, self.k_proj, self.k_proj_moe_gen).view(length, self.num_key_value_heads, -1)
+        v = routing.apply(hidden, self.v_proj, self.v_proj_moe_gen).view(length, self.num_key_value_heads, -1)
+        q = routing.apply(q, self.q_norm, self.q_norm_moe_gen).transpose(0, 1)[None]
+        k = routing.apply(k, self.k_norm, self.k_norm_moe_gen).transpose(0, 1)[None]
+        v = v.transpose(0, 1)[None]
+        cos, sin = position_embeddings
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        keys, values = (
+            (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+        )
+        interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = interface(
+            self,
+            q,
+            keys,
+            values,
+            mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=False,
+        )
+        out = out.reshape(length, self.num_heads * self.head_dim)
+        return routing.apply(out, self.o_proj, self.o_proj_moe_gen), k, v
+
+
+class BagelMoTDecoderLayer(GradientCheckpointingLayer):
+    """Pre-norm decoder layer whose norms, attention projections and MLP are routed per expert."""
+
+    def __init__(self, config: Qwen2Config, layer_idx: int) -> None:
+        super().__init__()
+        self.self_attn = BagelMoTAttention(config, layer_idx)
+        self.mlp = Qwen2MLP(config)
+        self.mlp_moe_gen = Qwen2MLP(config)
+        for suffix in ("", "_moe_gen"):
+            setattr(
+                self, f"input_layernorm{suffix}", Qwen2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+            )
+            setattr(
+                self,
+                f"post_attention_layernorm{suffix}",
+                Qwen2RMSNorm(config.hidden_size, eps=config.rms_norm_eps),
+            )
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        routing: Routing,
+        position_embeddings: KV,
+        mask: torch.Tensor,
+        past: KV | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One layer over ``[L, H]``; also returns this layer's new keys and values."""
+        x = routing.apply(hidden, self.input_layernorm, self.input_layernorm_moe_gen)
+        attn, k, v = self.self_attn(x, routing, position_embeddings, mask, past)
+        hidden = hidden + attn
+        x = routing.apply(hidden, self.post_attention_layernorm, self.post_attention_layernorm_moe_gen)
+        return hidden + routing.apply(x, self.mlp, self.mlp_moe_gen), k, v
+
+
+@dataclass
+class PackedOutput:
+    """Result of a packed forward.
+
+    Attributes:
+        last_hidden_state: ``[L, H]`` after the final norm (``norm`` for text/ViT, ``norm_moe_gen`` for latents).
+        hidden_states: when requested, ``num_layers + 1`` tensors ``[L, H]``: the input embeddings, then each
+            layer's output (the residual stream, before the final norm).
+        past_key_values: the cache (updated in place when ``use_cache``), or ``None``.
+    """
+
+    last_hidden_state: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    past_key_values: BagelKVCache | None = None
+
+
+class BagelMoTModel(nn.Module):
+    """Embeddings, MoT decoder layers, the two final norms and RoPE (``language_model.model``)."""
+
+    def __init__(self, config: Qwen2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(BagelMoTDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = Qwen2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.norm_moe_gen = Qwen2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = Qwen2RotaryEmbedding(config=config)
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        layout: PackedLayout,
+        past_key_values: BagelKVCache | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> PackedOutput:
+        """Run the packed tokens ``[L, H]`` described by ``layout`` on top of ``past_key_values`` (if any).
+
+        With ``use_cache`` the new keys/values are appended to ``past_key_values`` (a new cache if ``None``);
+        without it the cache is only read (e.g. a denoising step that must not enter the context).
+        """
+        if inputs_embeds.shape[0] != len(layout):
+            raise ClearConfigError(
+                f"inputs_embeds has {inputs_embeds.shape[0]} rows but the layout {len(layout)} tokens."
+            )
+        cache = past_key_values
+        key_layout = layout if cache is None or cache.layout is None else cache.layout.cat(layout)
+        mask = attention_bias(
+            attention_mask(layout, key_layout), self.config._attn_implementation, inputs_embeds.dtype
+        )
+        routing = Routing(layout.gen_mask)
+        position_embeddings = self.rotary_emb(inputs_embeds, layout.position[None])
+        hidden = inputs_embeds
+        states = [hidden] if output_hidden_states else None
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.layers):
+            past = cache.layer(i) if cache is not None else None
+            hidden, k, v = layer(hidden, routing, position_embeddings, mask, past)
+            new_keys.append(k)
+            new_values.append(v)
+            if states is not None:
+                states.append(hidden)
+        if use_cache:
+            cache = cache if cache is not None else BagelKVCache(len(self.layers))
+            cache.append(new_keys, new_values, layout)
+        return PackedOutput(
+            last_hidden_state=routing.apply(hidden, self.norm, self.norm_moe_gen),
+            hidden_states=tuple(states) if states is not None else None,
+            past_key_values=cache,
+        )
+
+
+class BagelLanguageModel(nn.Module):
+    """``language_model``: the MoT decoder (``model``) and the untied ``lm_head``."""
+
+    def __init__(self, config: Qwen2Config) -> None:
+        super().__init__()
+        self.model = BagelMoTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)

@@ -1,0 +1,86 @@
+"""Tiny Bagel configurations for tests, examples and CPU benchmarks (built in-process; nothing is downloaded).
+
+The tiny model keeps the real patch and latent geometry (14-px ViT patches, an 8× VAE with 16 latent channels and
+2×2 latent patches → 16 px per latent token, 64-dim latent tokens) and shrinks widths, depths, vocabulary and the
+position tables, so it runs the same code path as BAGEL-7B-MoT with a few hundred thousand parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .configuration_bagel import BagelConfig
+from .sequence import BagelTokenIds
+
+TINY_LLM_CONFIG: dict[str, Any] = {
+    "vocab_size": 320,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 1024,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+    "qk_norm": True,
+    "layer_module": "Qwen2MoTDecoderLayer",
+}
+TINY_VIT_CONFIG: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_channels": 3,
+    "patch_size": 14,
+    "image_size": 14 * 8,
+    "hidden_act": "gelu_pytorch_tanh",
+    "layer_norm_eps": 1e-6,
+    "rope": False,
+    "vision_use_head": False,
+}
+TINY_VAE_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [8, 8, 16, 16],
+    "layers_per_block": 1,
+    "act_fn": "silu",
+    "latent_channels": 16,
+    "norm_num_groups": 4,
+    "sample_size": 64,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+    "mid_block_add_attention": True,
+}
+TINY_TOKEN_IDS = BagelTokenIds(bos=1, eos=2, start_of_image=3, end_of_image=4)
+"""Special-token ids for the tiny vocabulary (any ids below ``vocab_size`` work)."""
+
+
+def tiny_bagel_config(**overrides: Any) -> BagelConfig:
+    """A ``BagelConfig`` of a few hundred thousand parameters (hidden 64, 2 LLM layers, 2 ViT layers).
+
+    ``overrides`` are ``BagelConfig`` keywords; ``llm_config``, ``vit_config`` and ``vae_config`` dicts are merged
+    into the tiny defaults (e.g. ``tiny_bagel_config(llm_config={"num_hidden_layers": 3})``). Images of 32–64 px
+    fit the shrunk tables (8 tokens per side: up to 112 px for the ViT, 128 px for the VAE).
+    """
+    kwargs: dict[str, Any] = {
+        "latent_patch_size": 2,
+        "max_latent_size": 8,
+        "vit_max_num_patch_per_side": 8,
+        "vit_transform": {"max_size": 56, "min_size": 28, "stride": 14, "max_pixels": 56 * 56},
+        "vae_transform": {"max_size": 64, "min_size": 32, "stride": 16, "max_pixels": 64 * 64},
+    }
+    for key, base in (
+        ("llm_config", TINY_LLM_CONFIG),
+        ("vit_config", TINY_VIT_CONFIG),
+        ("vae_config", TINY_VAE_CONFIG),
+    ):
+        kwargs[key] = {**copy.deepcopy(base), **overrides.pop(key, {})}
+    kwargs.update(overrides)
+    return BagelConfig(**kwargs)
