@@ -114,6 +114,41 @@ class TrainingOutputs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TextSampling:
+    """How :meth:`BackboneAdapter.generate_text` picks tokens: greedy by default.
+
+    Attributes:
+        do_sample: sample instead of taking the arg-max.
+        temperature: softmax temperature when sampling.
+        top_p: nucleus-sampling mass when sampling (1.0 keeps every token).
+        seed: seed of the sampling generator (``None``: torch's global generator).
+    """
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class TextResult:
+    """What :meth:`BackboneAdapter.generate_text` returns.
+
+    Attributes:
+        text: the decoded new text, trajectory tags kept.
+        token_ids: the new token ids.
+        stopped_on: the stop string that ended generation (e.g. ``"<image_restore>"``), or ``None`` when it ended
+            on the end-of-segment token or the token budget.
+        context: the context after the new tokens (its cache extended).
+    """
+
+    text: str
+    token_ids: list[int]
+    stopped_on: str | None
+    context: Any
+
+
 class BackboneAdapter(ABC):
     """Base class of a backbone adapter; subclass it and register the subclass through
     :func:`~clear_plugins.hookspecs.clear_register_adapters`.
@@ -143,6 +178,30 @@ class BackboneAdapter(ABC):
     @abstractmethod
     def encode_latent(self, images: Sequence[Image]) -> Latent:
         """Encode images into the generation latent (VAE latent tokens, or VQ ids for discrete backbones)."""
+
+    @abstractmethod
+    def start_context(self, image: Image, question: str, *, system_prompt: str) -> Any:
+        """Prefill the reasoning context and return it, with its KV cache.
+
+        The context holds the system prompt, the degraded ``image`` (encoded the way the backbone conditions on
+        an input image), the ``question`` and the opening of the assistant's turn, so that
+        :meth:`generate_text` continues with the assistant's first ``<think>``.
+        """
+
+    @abstractmethod
+    def generate_text(
+        self,
+        context: Any,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        sampling: TextSampling | None = None,
+    ) -> TextResult:
+        """Continue the text from ``context``'s cache, without re-reading it.
+
+        Generation ends at the backbone's end-of-segment token, after the first ``stop`` string (kept in the
+        text), or after ``max_new_tokens`` tokens. The returned context includes the new tokens.
+        """
 
     @abstractmethod
     def restore(

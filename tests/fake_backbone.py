@@ -21,6 +21,7 @@ from clear_plugins.adapters.base import (
     Latent,
     RestoreResult,
     SDERecord,
+    TextResult,
     Tokens,
     TrainingOutputs,
 )
@@ -33,8 +34,11 @@ class FakeConfig(PretrainedConfig):
 
     model_type = "clear_fake"
 
-    def __init__(self, hidden_size=16, latent_dim=8, patch=4, vocab_size=32, image_size=8, **kwargs):
+    def __init__(
+        self, hidden_size=16, latent_dim=8, patch=4, vocab_size=32, image_size=8, script=(), **kwargs
+    ):
         super().__init__(**kwargs)
+        self.script = list(script)
         self.hidden_size, self.latent_dim, self.patch = hidden_size, latent_dim, patch
         self.vocab_size, self.image_size = vocab_size, image_size
 
@@ -107,8 +111,28 @@ class FakeAdapter(BackboneAdapter):
             out.append(Image.fromarray(pix.detach().cpu().numpy()))
         return out
 
+    def start_context(self, image, question, *, system_prompt):
+        """Context = understanding tokens of the image plus one embedding per question character."""
+        chars = torch.tensor([ord(c) % self.model.config.vocab_size for c in system_prompt[:8] + question])
+        embeds = self.encode_understanding([image]).embeds[0]
+        return {"embeds": torch.cat([embeds, self.model.embed_tokens(chars)]), "turn": 0, "seen": []}
+
+    def generate_text(self, context, *, max_new_tokens, stop=(), sampling=None):
+        """Scripted text (``config.script``): one piece per call, cut at the first stop string."""
+        script = self.model.config.script
+        piece = script[context["turn"]] if context["turn"] < len(script) else ""
+        stopped_on = next((s for s in stop if s in piece), None)
+        if stopped_on is not None:
+            piece = piece[: piece.index(stopped_on) + len(stopped_on)]
+        piece = piece[:max_new_tokens]
+        context = dict(context, turn=context["turn"] + 1, seen=[*context["seen"], len(context["embeds"])])
+        return TextResult(
+            text=piece, token_ids=list(range(len(piece))), stopped_on=stopped_on, context=context
+        )
+
     def _velocity(self, x, t, context):
-        h = self.model.vae2llm(x) + self.model.time_embed(t.reshape(1, 1)) + context.mean(0)
+        embeds = context["embeds"] if isinstance(context, dict) else context
+        h = self.model.vae2llm(x) + self.model.time_embed(t.reshape(1, 1)) + embeds.mean(0)
         return self.model.llm2vae(self.model.body_gen(h))
 
     def restore(self, context, image, *, num_steps, sde=None, guidance=None):
@@ -135,6 +159,8 @@ class FakeAdapter(BackboneAdapter):
             new = self.encode_understanding(self.decode_latent(latent)).embeds[0]
         else:
             new = self.model.vae2llm(latent.tokens[0])
+        if isinstance(context, dict):
+            return dict(context, embeds=torch.cat([context["embeds"], new], dim=0))
         return torch.cat([context, new], dim=0)
 
     def training_forward(self, batch):
