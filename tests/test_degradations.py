@@ -261,7 +261,10 @@ def test_block_exchange_moves_whole_blocks_and_handles_tiny_images(photo):
     one = np.full((1, 1, 3), 9, np.uint8)
     assert np.array_equal(degradations.apply(one, "block_exchange", "hard", seed=0), one)
     small = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    assert np.array_equal(degradations.apply(small, "block_exchange", "hard", seed=0), small)  # one block
+    moved_small = degradations.apply(small, "block_exchange", "hard", seed=0)  # blocks shrink to 3x2
+    assert not np.array_equal(moved_small, small)
+    assert tiles(moved_small[:6, :4], 3, 2) == tiles(small[:6, :4], 3, 2)
+    assert np.array_equal(moved_small[6:], small[6:]) and np.array_equal(moved_small[:, 4:], small[:, 4:])
     strip = np.random.default_rng(0).integers(0, 256, (1, 8192, 3), dtype=np.uint8)
     moved = degradations.apply(strip, "block_exchange", "hard", seed=0)
     assert not np.array_equal(moved, strip) and tiles(moved, 1, 32) == tiles(strip, 1, 32)

@@ -97,12 +97,18 @@ def graffiti(image: np.ndarray, intensity: float, rng: np.random.Generator) -> n
 
 
 def watermark_mask(h: int, w: int, intensity: float, rng: np.random.Generator) -> np.ndarray:
-    """The ``uint8`` 0/255 mask of the damaged rectangles of :func:`watermark_damage`."""
+    """The ``uint8`` 0/255 mask of the damaged rectangles of :func:`watermark_damage`.
+
+    Images with a side under ``2 * WATERMARK_CORNER_MARGIN`` (100 px) get rectangles scaled by that side over
+    100, so the rectangles do not cover the whole image (which would leave nothing to inpaint from).
+    """
     mask = np.zeros((h, w), dtype=np.uint8)
+    scale = min(1.0, min(h, w) / (2 * WATERMARK_CORNER_MARGIN))
     for _ in range(int(WATERMARK_BASE_COUNT + WATERMARK_COUNT_PER_INTENSITY * intensity)):
         x = randint(rng, 0, max(0, w - WATERMARK_CORNER_MARGIN))
         y = randint(rng, 0, max(0, h - WATERMARK_CORNER_MARGIN))
-        corner = (x + randint(rng, *WATERMARK_WIDTH), y + randint(rng, *WATERMARK_HEIGHT))
+        size = (randint(rng, *WATERMARK_WIDTH), randint(rng, *WATERMARK_HEIGHT))
+        corner = (x + max(1, round(size[0] * scale)), y + max(1, round(size[1] * scale)))
         cv2.rectangle(mask, (x, y), corner, 255, -1)
     return mask
 

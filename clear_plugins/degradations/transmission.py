@@ -121,12 +121,16 @@ def block_side(intensity: float) -> int:
 
 
 def block_exchange(image: np.ndarray, intensity: float, rng: np.random.Generator) -> np.ndarray:
-    """Packet loss: swap pairs of randomly chosen grid-aligned blocks, one swap after another."""
+    """Packet loss: swap pairs of randomly chosen grid-aligned blocks, one swap after another.
+
+    On images smaller than two blocks along an axis the block shrinks to half that side, so there are always
+    at least two blocks to exchange (the reference crashes there instead).
+    """
     check_rgb(image)
     i = check_intensity(intensity)
     h, w = image.shape[:2]
     side = block_side(i)
-    bh, bw = min(side, h), min(side, w)
+    bh, bw = min(side, max(1, h // 2)), min(side, max(1, w // 2))
     swaps = int(BLOCK_SWAPS_PER_INTENSITY * i)
     cells = rng.integers(0, [h // bh, w // bw, h // bh, w // bw], size=(swaps, 4))
     out = image.copy()

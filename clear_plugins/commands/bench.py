@@ -1,0 +1,155 @@
+"""Build MMD-Bench (App. B) from a VQA source; evaluating and reporting come in a later version.
+
+  clear bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg]
+
+SOURCE is a .jsonl/.json, .csv, .parquet or VLMEvalKit-style .tsv file (images as paths relative to the file,
+bytes or base64), or a folder saved with datasets' save_to_disk. OUTDIR gets one folder per level (low, mid,
+hard) holding the degraded copy in SOURCE's format and its images, and manifest.json (source SHA-256, and per
+image the row id, type, level, intensity, seed and SHA-256). Rerunning the same command resumes: finished
+shards are skipped. Rows whose image cannot be read are reported, listed in the manifest, and left out.
+
+--mode sampled (default) gives each row one type, drawn with --weighting and kept at every level; --mode full
+repeats each row for all 16 types, and its id becomes '<id>_<type>'. Every row gets the columns
+clear_source_id, clear_type, clear_level, clear_intensity and clear_seed; the image keeps the source's storage
+(path, bytes or base64), as PNG, or JPEG with --reference-jpeg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+HELP = "Build MMD-Bench from a VQA source, evaluate a model on it, and report."
+
+USAGE_ERROR = 2
+RUN_ERROR = 1
+NOT_BUILT_EXIT = 2
+NOT_BUILT = {
+    "evaluate": "Evaluate a model on a built MMD-Bench (per level, per type, per category).",
+    "report": "Tables and plots from MMD-Bench evaluation results.",
+}
+
+
+def _help(name: str) -> str:
+    from clear_plugins.bench.config import BenchBuildConfig
+
+    text = next(f.metadata["help"] for f in fields(BenchBuildConfig) if f.name == name)
+    return text.replace("%", "%%")
+
+
+def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    from clear_plugins.bench.config import MODES, WEIGHTINGS
+
+    parser.add_argument("source", metavar="SOURCE", help=_help("source"))
+    parser.add_argument(
+        "-o", "--output", dest="output_dir", metavar="OUTDIR", required=True, help=_help("output_dir")
+    )
+    parser.add_argument("--mode", choices=MODES, default="sampled", help=_help("mode"))
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default="benchmark", help=_help("weighting"))
+    parser.add_argument("--levels", default="low,mid,hard", help="Comma-separated. " + _help("levels"))
+    parser.add_argument("--seed", type=int, default=0, help=_help("seed"))
+    parser.add_argument("--reference-jpeg", action="store_true", help=_help("reference_jpeg"))
+    parser.add_argument("--jpeg-quality", type=int, default=95, help=_help("jpeg_quality"))
+    parser.add_argument("--workers", type=int, default=1, help=_help("workers"))
+    parser.add_argument("--shard-size", type=int, default=64, help=_help("shard_size"))
+    for role in ("id", "image", "question", "answer"):
+        parser.add_argument(f"--{role}-column", default=None, help=_help(f"{role}_column"))
+    parser.add_argument("--split", default=None, help=_help("split"))
+    parser.add_argument("--overwrite", action="store_true", help=_help("overwrite"))
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``clear bench`` sub-commands."""
+    sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", title="sub-commands")
+    build = sub.add_parser(
+        "build",
+        help="Degrade a VQA source per level and write a manifest.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_build_arguments(build)
+    for name, text in NOT_BUILT.items():
+        not_built = sub.add_parser(
+            name, help=f"{text} (not built yet)", description=f"{text} (not built yet)"
+        )
+        not_built.set_defaults(_run=_not_built(name))
+
+
+def _not_built(name: str):
+    """The runner of a sub-command this version does not provide; it accepts any arguments (see ``cli.main``)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from clear_plugins import __version__
+
+        print(
+            f"clear bench {name}: not built yet in clear-plugins {__version__}; 'clear bench build' is. See the "
+            f"README's roadmap and CHANGELOG.md for what this version provides.",
+            file=sys.stderr,
+        )
+        return NOT_BUILT_EXIT
+
+    run.accepts_any_arguments = True
+    return run
+
+
+def _build(args: argparse.Namespace) -> int:
+    from clear_plugins.bench.builder import build_benchmark
+    from clear_plugins.bench.config import BenchBuildConfig
+    from clear_plugins.errors import ClearConfigError, ClearError
+
+    try:
+        config = BenchBuildConfig(
+            source=args.source,
+            output_dir=args.output_dir,
+            mode=args.mode,
+            weighting=args.weighting,
+            levels=tuple(level.strip() for level in args.levels.split(",") if level.strip()),
+            seed=args.seed,
+            reference_jpeg=args.reference_jpeg,
+            jpeg_quality=args.jpeg_quality,
+            workers=args.workers,
+            shard_size=args.shard_size,
+            id_column=args.id_column,
+            image_column=args.image_column,
+            question_column=args.question_column,
+            answer_column=args.answer_column,
+            split=args.split,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+        result = build_benchmark(config)
+    except ClearError as exc:
+        print(f"clear bench build: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(exc, ClearConfigError) else RUN_ERROR
+    for bad in result.bad_rows:
+        print(
+            f"clear bench build: skipped row {bad['position']} (id {bad['row_id']!r}): {bad['reason']}",
+            file=sys.stderr,
+        )
+    print(
+        f"clear bench build: {result.images} images in {result.output_dir} "
+        f"({result.shards_run} shard(s) built, {result.shards_skipped} already done); manifest {result.manifest_path}",
+        file=sys.stderr,
+    )
+    for level, path in result.outputs.items():
+        print(f"  {level}: {path}", file=sys.stderr)
+    if result.bad_rows:
+        print(
+            f"clear bench build: {len(result.bad_rows)} row(s) could not be read and are left out; they are listed "
+            f"under bad_rows in the manifest.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``clear bench``; returns the exit status."""
+    if getattr(args, "bench_command", None) == "build":
+        return _build(args)
+    print(
+        "clear bench: choose a sub-command: build, evaluate or report (see 'clear bench --help').",
+        file=sys.stderr,
+    )
+    return USAGE_ERROR
