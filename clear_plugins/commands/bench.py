@@ -1,6 +1,7 @@
 """Build MMD-Bench (App. B) from a VQA source; evaluating and reporting come in a later version.
 
   clear bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg]
+  clear bench build --sample -o OUTDIR        (the tiny VQA set shipped with the package)
 
 SOURCE is a .jsonl/.json, .csv, .parquet or VLMEvalKit-style .tsv file (images as paths relative to the file,
 bytes or base64), or a folder saved with datasets' save_to_disk. OUTDIR gets one folder per level (low, mid,
@@ -41,7 +42,12 @@ def _help(name: str) -> str:
 def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
     from clear_plugins.bench.config import MODES, WEIGHTINGS
 
-    parser.add_argument("source", metavar="SOURCE", help=_help("source"))
+    parser.add_argument("source", metavar="SOURCE", nargs="?", help=_help("source"))
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="Use the tiny VQA set shipped with the package (6 questions, 4 photos) as SOURCE: an offline smoke test.",
+    )
     parser.add_argument(
         "-o", "--output", dest="output_dir", metavar="OUTDIR", required=True, help=_help("output_dir")
     )
@@ -99,6 +105,13 @@ def _build(args: argparse.Namespace) -> int:
     from clear_plugins.bench.config import BenchBuildConfig
     from clear_plugins.errors import ClearConfigError, ClearError
 
+    if (args.source is None) == (not args.sample):
+        print("clear bench build: error: give either SOURCE or --sample (not both).", file=sys.stderr)
+        return USAGE_ERROR
+    if args.sample:
+        from clear_plugins.bench.sample import sample_source
+
+        args.source = str(sample_source())
     try:
         config = BenchBuildConfig(
             source=args.source,
