@@ -33,6 +33,10 @@ _EXPORTS: dict[str, str] = {
     "RewardConfig": "clear_plugins.rewards.config",
     "make_reward_functions": "clear_plugins.rewards.functions",
     "JudgeCache": "clear_plugins.rewards.functions",
+    # pipeline
+    "ClearPipeline": "clear_plugins.pipeline",
+    "PipelineConfig": "clear_plugins.pipeline",
+    "PipelineOutput": "clear_plugins.pipeline",
     # injection
     "inject": "clear_plugins.injection",
     "eject": "clear_plugins.injection",

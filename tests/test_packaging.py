@@ -53,6 +53,8 @@ def test_wheel_contains_the_four_packages_and_no_top_level_adapters(wheel_env):
         assert f"{package.replace('.', '/')}/__init__.py" in names
     assert not any(name.startswith(("adapters/", "trl_ext/", "hub_cards/", "tests/")) for name in names)
     assert "clear_plugins/resources/system_prompt.txt" in names
+    assert "clear_plugins/resources/sample_vqa/sample.jsonl" in names
+    assert "clear_plugins/adapters/bagel/resources/official_keys.json" in names
 
 
 def test_wheel_imports_from_outside_the_repository(wheel_env, tmp_path):

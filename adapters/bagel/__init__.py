@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .adapter import BagelAdapter
+    from .checkpoint import from_official_checkpoint, load_official_tokenizer
     from .configuration_bagel import BagelConfig
     from .modeling_bagel import BagelForConditionalGeneration
 
@@ -17,9 +18,17 @@ _EXPORTS = {
     "BagelConfig": ".configuration_bagel",
     "BagelForConditionalGeneration": ".modeling_bagel",
     "BagelAdapter": ".adapter",
+    "from_official_checkpoint": ".checkpoint",
+    "load_official_tokenizer": ".checkpoint",
 }
 
-__all__ = ["BagelAdapter", "BagelConfig", "BagelForConditionalGeneration"]
+__all__ = [
+    "BagelAdapter",
+    "BagelConfig",
+    "BagelForConditionalGeneration",
+    "from_official_checkpoint",
+    "load_official_tokenizer",
+]
 
 
 def __getattr__(name: str) -> Any:
