@@ -156,10 +156,14 @@ class BackboneAdapter(ABC):
     Class attributes:
         model_types: the ``config.model_type`` values this adapter handles.
         image_policy: ``"flow"`` (continuous latents, velocity prediction) or ``"discrete"`` (image-token ids).
+        default_guidance: the inference-time guidance configuration, or ``None``.
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
     image_policy: ClassVar[ImagePolicy] = "flow"
+    default_guidance: Any = None
+    """The guidance :class:`~clear_plugins.pipeline.ClearPipeline` uses at inference when asked for
+    ``"default"`` (Bagel: its editing classifier-free guidance); ``None`` when the backbone has none."""
 
     def __init__(self, model: Any, tokenizer: Any = None) -> None:
         self.model = model

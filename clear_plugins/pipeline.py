@@ -27,6 +27,9 @@ from clear_plugins.errors import ClearConfigError
 from clear_plugins.flow import SDEConfig
 from clear_plugins.trajectory import RESTORE_TAG, ParsedTrajectory, parse, system_prompt
 
+DEFAULT_GUIDANCE = "default"
+"""``PipelineConfig.guidance`` value meaning the adapter's own inference guidance."""
+
 
 @dataclass
 class PipelineConfig:
@@ -51,9 +54,11 @@ class PipelineConfig:
         default=None, metadata={"help": "Stochastic denoising (RL rollouts, App. A.2); None uses the ODE."}
     )
     guidance: Any = field(
-        default=None,
+        default=DEFAULT_GUIDANCE,
         metadata={
-            "help": "Backbone-specific classifier-free guidance for restoration; None samples without it."
+            "help": "Classifier-free guidance of restores: 'default' uses the adapter's inference guidance (its "
+            "`default_guidance` attribute, e.g. Bagel's editing CFG; none when it has no such attribute), None "
+            "samples without guidance (RL rollouts, SPEC Stage 2), or a backbone-specific guidance object."
         },
     )
     decode_restored: bool = field(
@@ -146,8 +151,13 @@ class ClearPipeline:
         ]
 
     def answer(self, image: Any, question: str, *, config: PipelineConfig | None = None) -> PipelineOutput:
-        """Run the restore-then-answer loop for one image and question."""
-        config = config or self.config
+        """Run the restore-then-answer loop for one image and question, without autograd (inference)."""
+        import torch
+
+        with torch.no_grad():
+            return self._answer(image, question, config or self.config)
+
+    def _answer(self, image: Any, question: str, config: PipelineConfig) -> PipelineOutput:
         mode = BridgeMode.parse(config.bridge_mode)
         seconds = dict.fromkeys(("prefill", "text", "restore", "bridge"), 0.0)
         start = time.perf_counter()
@@ -194,8 +204,11 @@ class ClearPipeline:
         if mode is BridgeMode.DEGRADED_LATENT:
             result, latent = None, self.adapter.encode_latent([image])
         else:
+            guidance = config.guidance
+            if isinstance(guidance, str) and guidance == DEFAULT_GUIDANCE:
+                guidance = self.adapter.default_guidance
             result = self.adapter.restore(
-                context, image, num_steps=config.num_steps, sde=config.sde, guidance=config.guidance
+                context, image, num_steps=config.num_steps, sde=config.sde, guidance=guidance
             )
             latent = result.latent
         seconds["restore"] += time.perf_counter() - tick

@@ -60,5 +60,35 @@ def _fake_case() -> ContractCase:
     return ContractCase("fake", build_fake, context, batch, plugin=FakePlugin(), image_size=8)
 
 
-CASE_FACTORIES: list[Callable[[], ContractCase]] = [_fake_case]
+def _bagel_case() -> ContractCase:
+    from bagel_helpers import QUESTION, SYSTEM, build_tiny_bagel
+
+    from clear_plugins.adapters.bagel.batch import (
+        LatentImageSegment,
+        TextSegment,
+        VitImageSegment,
+        build_packed_batch,
+    )
+
+    def context(adapter, image):
+        return adapter.start_context(image, QUESTION, system_prompt=SYSTEM)
+
+    def batch(adapter, image):
+        import torch
+
+        ids = adapter.token_ids
+        with torch.no_grad():
+            clean = adapter.encode_latent([image], sample=False)
+        sample = [
+            TextSegment([ids.bos, 5, 6, ids.eos]),
+            VitImageSegment(adapter.vit_transform(image)),
+            LatentImageSegment(clean.tokens[0], clean.grids[0], t=0.6),
+            TextSegment([ids.bos, 7, 8, 9, ids.eos], loss=True),
+        ]
+        return build_packed_batch([sample], ids, adapter.model.config.vit_config.patch_size)
+
+    return ContractCase("bagel", build_tiny_bagel, context, batch, image_size=32)
+
+
+CASE_FACTORIES: list[Callable[[], ContractCase]] = [_fake_case, _bagel_case]
 """One factory per backbone; each returns the :class:`ContractCase` of that backbone."""

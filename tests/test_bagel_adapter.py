@@ -21,8 +21,7 @@ from clear_plugins.adapters.bagel.image_transforms import ImageTransform, Resize
 from clear_plugins.adapters.bagel.modeling_bagel import BagelForConditionalGeneration
 from clear_plugins.adapters.bagel.testing import TINY_TOKEN_IDS, tiny_bagel_config
 from clear_plugins.adapters.base import PARAMETER_GROUPS
-from clear_plugins.bridge import BridgeMode
-from clear_plugins.errors import ClearConfigError, NotBuiltError
+from clear_plugins.errors import ClearConfigError
 from clear_plugins.plugins import load_plugins
 
 
@@ -126,13 +125,6 @@ def test_parameter_groups_partition_the_model(adapter) -> None:
     wrapped.base_model.model = adapter.model
     prefixed = adapter.parameter_groups(wrapped)
     assert {g: len(v) for g, v in prefixed.items()} == {g: len(v) for g, v in groups.items()}
-
-
-def test_restore_and_bridge_wait_for_issue_5(adapter) -> None:
-    with pytest.raises(NotBuiltError, match="issue 5"):
-        adapter.restore(None, None, num_steps=2)
-    with pytest.raises(NotBuiltError, match="issue 5"):
-        adapter.bridge(None, None, BridgeMode.BRIDGE)
 
 
 def _sft_batch(adapter, output_hidden_states: bool = True):

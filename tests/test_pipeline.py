@@ -115,3 +115,20 @@ def test_injected_generate_routes_images_through_the_pipeline():
         (),
         {"input_ids": [[1, 2]], "max_new_tokens": 2},
     )
+
+
+def test_default_guidance_comes_from_the_adapter():
+    pipeline, _ = _pipeline(RESTORE_SCRIPT)
+    seen = []
+    restore = pipeline.adapter.restore
+
+    def spy(*args, guidance=None, **kwargs):
+        seen.append(guidance)
+        return restore(*args, guidance=guidance, **kwargs)
+
+    pipeline.adapter.restore = spy
+    pipeline(photo(8), "q")  # the fake adapter has no default_guidance: none
+    pipeline.adapter.default_guidance = "cfg"
+    pipeline(photo(8), "q")
+    pipeline(photo(8), "q", guidance=None)  # RL rollouts
+    assert seen == [None, "cfg", None]

@@ -12,12 +12,18 @@ if TYPE_CHECKING:
     from .adapter import BagelAdapter
     from .checkpoint import from_official_checkpoint, load_official_tokenizer
     from .configuration_bagel import BagelConfig
+    from .context import BagelContext
+    from .guidance import BagelGuidance
     from .modeling_bagel import BagelForConditionalGeneration
+    from .restore import BagelRestoreConfig
 
 _EXPORTS = {
     "BagelConfig": ".configuration_bagel",
     "BagelForConditionalGeneration": ".modeling_bagel",
     "BagelAdapter": ".adapter",
+    "BagelContext": ".context",
+    "BagelGuidance": ".guidance",
+    "BagelRestoreConfig": ".restore",
     "from_official_checkpoint": ".checkpoint",
     "load_official_tokenizer": ".checkpoint",
 }
@@ -25,7 +31,10 @@ _EXPORTS = {
 __all__ = [
     "BagelAdapter",
     "BagelConfig",
+    "BagelContext",
     "BagelForConditionalGeneration",
+    "BagelGuidance",
+    "BagelRestoreConfig",
     "from_official_checkpoint",
     "load_official_tokenizer",
 ]

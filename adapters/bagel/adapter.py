@@ -3,6 +3,9 @@
 Images go through the config's transforms (:mod:`.image_transforms`): the ViT path for
 :meth:`BagelAdapter.encode_understanding`, the VAE path for :meth:`BagelAdapter.encode_latent`. Encoding keeps
 autograd as the caller sets it (wrap calls in ``torch.no_grad()`` for inference).
+
+The conversation members delegate: :mod:`.generation` (``start_context``, ``generate_text``), :mod:`.restore`
+(``restore``, ``bridge``), with the context of :mod:`.context` and the guidance of :mod:`.guidance`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,23 @@ from clear_plugins.adapters.base import (
     BackboneAdapter,
     ImagePolicy,
     Latent,
+    RestoreResult,
+    TextResult,
+    TextSampling,
     Tokens,
     TrainingOutputs,
 )
-from clear_plugins.errors import ClearConfigError, NotBuiltError
+from clear_plugins.errors import ClearConfigError
 
+from . import generation
+from . import restore as restoration
 from .batch import IGNORE_INDEX, PackedBatch
+from .context import BagelContext, ContextRunner
 from .embeddings import grid_position_ids, patchify
+from .guidance import BagelGuidance
 from .image_transforms import ImageTransform, tensor_to_pil
 from .packing import AttnMode, TokenKind
+from .restore import BagelRestoreConfig
 from .sequence import BagelTokenIds
 
 if TYPE_CHECKING:
@@ -52,8 +63,13 @@ class BagelAdapter(BackboneAdapter):
 
     Args:
         model: the Bagel model.
-        tokenizer: its tokenizer (optional); the special-token ids are read from it when given.
+        tokenizer: its tokenizer (needed for text); the special-token ids are read from it when given.
         token_ids: explicit special-token ids (default: from ``tokenizer``, else the BAGEL-7B-MoT ids).
+        restore_config: defaults of :meth:`restore` (grid size, shift, seed).
+
+    Attributes:
+        default_guidance: the classifier-free guidance :class:`~clear_plugins.pipeline.ClearPipeline` uses at
+            inference (Bagel's editing settings; SPEC: inference guides, RL rollouts do not).
     """
 
     model_types: ClassVar[tuple[str, ...]] = ("clear_bagel",)
@@ -65,6 +81,7 @@ class BagelAdapter(BackboneAdapter):
         tokenizer: Any = None,
         *,
         token_ids: BagelTokenIds | None = None,
+        restore_config: BagelRestoreConfig | None = None,
     ) -> None:
         super().__init__(model, tokenizer)
         if token_ids is None:
@@ -79,6 +96,9 @@ class BagelAdapter(BackboneAdapter):
         self.token_ids: BagelTokenIds = token_ids
         self.vit_transform = ImageTransform(model.config.vit_transform, "vit_transform")
         self.vae_transform = ImageTransform(model.config.vae_transform, "vae_transform")
+        self.restore_config = restore_config or BagelRestoreConfig()
+        self.default_guidance: BagelGuidance | None = BagelGuidance()
+        self.runner = ContextRunner(model, token_ids)
 
     @property
     def _device(self) -> torch.device:
@@ -141,26 +161,46 @@ class BagelAdapter(BackboneAdapter):
             images.append(tensor_to_pil(self.model.vae_decode(z[None])[0]))
         return images
 
-    def restore(
+    def start_context(self, image: Any, question: str, *, system_prompt: str) -> BagelContext:
+        """Prefill system prompt, degraded image (clean VAE block, then ViT block) and question (see
+        :func:`.generation.start_context`)."""
+        return generation.start_context(self, image, question, system_prompt=system_prompt)
+
+    def generate_text(
         self,
-        context: Any,
-        image: Any,
+        context: BagelContext,
         *,
-        num_steps: int,
-        sde: SDEConfig | None = None,
-        guidance: Any = None,
-    ) -> Any:
-        """Not in this version: restoration in latent space arrives with the Bagel part-2 work (issue 5)."""
-        raise NotBuiltError(
-            "BagelAdapter.restore is not built yet; latent-space restoration is added by the Bagel part-2 issue "
-            "(issue 5). Use encode_latent/decode_latent and training_forward meanwhile."
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        sampling: TextSampling | None = None,
+    ) -> TextResult:
+        """Continue the assistant's text from the KV cache (see :func:`.generation.generate_text`)."""
+        return generation.generate_text(
+            self, context, max_new_tokens=max_new_tokens, stop=stop, sampling=sampling
         )
 
-    def bridge(self, latent: Latent, context: Any, mode: BridgeMode) -> Any:
-        """Not in this version: the Latent Representation Bridge arrives with the Bagel part-2 work (issue 5)."""
-        raise NotBuiltError(
-            f"BagelAdapter.bridge (mode {mode!r}) is not built yet; it is added by the Bagel part-2 issue (issue 5)."
+    def restore(
+        self,
+        context: BagelContext,
+        image: Any = None,
+        *,
+        num_steps: int | None = None,
+        sde: SDEConfig | None = None,
+        guidance: BagelGuidance | dict | None = None,
+        generator: torch.Generator | None = None,
+    ) -> RestoreResult:
+        """Denoise the restored latent conditioned on ``context`` (see :func:`.restore.restore`).
+
+        ``num_steps`` defaults to ``restore_config.num_timesteps`` grid points; ``guidance=None`` samples without
+        classifier-free guidance (RL rollouts), a :class:`~.guidance.BagelGuidance` guides as Bagel edits.
+        """
+        return restoration.restore(
+            self, context, image, num_steps=num_steps, sde=sde, guidance=guidance, generator=generator
         )
+
+    def bridge(self, latent: Latent, context: BagelContext, mode: BridgeMode | str) -> BagelContext:
+        """Put ``latent`` into ``context`` following ``mode`` (see :func:`.restore.bridge`)."""
+        return restoration.bridge(self, latent, context, mode)
 
     def training_forward(
         self, batch: PackedBatch, *, output_hidden_states: bool | None = None
