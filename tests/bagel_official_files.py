@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tiny_tokenizer import tiny_tokenizer
 
-from clear_plugins.adapters.bagel.testing import tiny_bagel_config
+from clear_plugins.adapters.bagel.testing import TINY_VAE_CONFIG, tiny_bagel_config
 from clear_plugins.adapters.bagel.vae_conversion import diffusers_to_bfl_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,24 +72,6 @@ TINY_OVERRIDES = {
     "vae_transform": _TINY.vae_transform,
 }
 """``config_overrides`` the loader needs for the tiny tables and image sizes (official: 64, 70, 224–980 px…)."""
-TINY_VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [8, 8, 16, 16],
-    "layers_per_block": 1,
-    "act_fn": "silu",
-    "latent_channels": 16,
-    "norm_num_groups": 4,
-    "sample_size": 64,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-    "mid_block_add_attention": True,
-    "force_upcast": True,
-}
 TINY_VAE_BFL = {
     "in_channels": 3,
     "out_ch": 3,

@@ -8,6 +8,8 @@ FLUX VAE. ``model_type`` is ``"clear_bagel"`` so it never collides with a future
 from __future__ import annotations
 
 import copy
+import json
+from importlib import resources
 from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
@@ -60,25 +62,12 @@ OFFICIAL_VIT_CONFIG: dict[str, Any] = {
 
 
 def flux_vae_config() -> dict[str, Any]:
-    """diffusers ``AutoencoderKL`` kwargs of the FLUX VAE (reference §6.3)."""
-    return {
-        "in_channels": 3,
-        "out_channels": 3,
-        "down_block_types": ["DownEncoderBlock2D"] * 4,
-        "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "block_out_channels": [128, 256, 512, 512],
-        "layers_per_block": 2,
-        "act_fn": "silu",
-        "latent_channels": 16,
-        "norm_num_groups": 32,
-        "sample_size": 1024,
-        "scaling_factor": 0.3611,
-        "shift_factor": 0.1159,
-        "use_quant_conv": False,
-        "use_post_quant_conv": False,
-        "mid_block_add_attention": True,
-        "force_upcast": True,
-    }
+    """diffusers ``AutoencoderKL`` kwargs of the FLUX VAE (reference §6.3), read from the shipped
+    ``resources/flux_vae_config.json`` (the one copy of these numbers; the checkpoint loader reads it too)."""
+    text = (
+        resources.files(__package__).joinpath("resources", "flux_vae_config.json").read_text(encoding="utf-8")
+    )
+    return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
 
 
 def official_vit_transform() -> dict[str, int]:

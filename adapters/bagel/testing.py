@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .configuration_bagel import BagelConfig
+from .configuration_bagel import BagelConfig, flux_vae_config
 from .sequence import BagelTokenIds
 
 TINY_LLM_CONFIG: dict[str, Any] = {
@@ -42,21 +42,11 @@ TINY_VIT_CONFIG: dict[str, Any] = {
     "vision_use_head": False,
 }
 TINY_VAE_CONFIG: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    **flux_vae_config(),
     "block_out_channels": [8, 8, 16, 16],
     "layers_per_block": 1,
-    "act_fn": "silu",
-    "latent_channels": 16,
     "norm_num_groups": 4,
     "sample_size": 64,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-    "mid_block_add_attention": True,
 }
 TINY_TOKEN_IDS = BagelTokenIds(bos=1, eos=2, start_of_image=3, end_of_image=4)
 """Special-token ids for the tiny vocabulary (any ids below ``vocab_size`` work)."""

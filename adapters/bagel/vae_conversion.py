@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers.loaders.single_file_utils import LDM_VAE_KEYS, convert_ldm_vae_checkpoint
 
-FLUX_VAE_CONFIG_RESOURCE = "flux_vae_config.json"
-"""Local diffusers config of the FLUX.1 VAE (reference §6.3), shipped in ``adapters/bagel/resources``."""
+from .configuration_bagel import flux_vae_config
 
 _ATTENTION_LINEARS = ("to_q", "to_k", "to_v", "to_out.0")
 
@@ -54,9 +52,8 @@ def load_vae_config(vae_config: Mapping[str, Any] | str | Path | None = None) ->
         FileNotFoundError: the path does not exist.
     """
     if vae_config is None:
-        text = resources.files("clear_plugins.adapters.bagel").joinpath("resources", FLUX_VAE_CONFIG_RESOURCE)
-        data = json.loads(text.read_text(encoding="utf-8"))
-    elif isinstance(vae_config, Mapping):
+        return flux_vae_config()
+    if isinstance(vae_config, Mapping):
         data = dict(vae_config)
     else:
         path = Path(vae_config)
