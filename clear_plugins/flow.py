@@ -128,7 +128,11 @@ class SDEConfig:
             )
         for name in ("sigma", "a"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
                 raise ClearConfigError(f"{name}={value!r} is invalid: pass a finite number >= 0.")
         time_grid(self.num_timesteps, self.shift)  # validates num_timesteps and shift with named errors
 

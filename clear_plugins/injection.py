@@ -17,42 +17,31 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clear_plugins.bridge import BridgeMode
-from clear_plugins.errors import ClearConfigError
 from clear_plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from clear_plugins.pipeline import PipelineConfig
 
 INJECTION_ATTRIBUTE = "_clear_injection"
 
 
 @dataclass
 class InjectionOptions:
-    """What :func:`inject` sets up.
-
-    The defaults follow the paper: one restore per answer (App. D), the Latent Representation Bridge
-    (Sec. 3.3) and 30 denoising steps (Sec. 4.1).
-    """
+    """What :func:`inject` sets up."""
 
     tags: tuple[str, ...] | None = field(
         default=None,
         metadata={"help": "Tags to add as tokens; None means clear_plugins.trajectory.SPECIAL_TAGS."},
     )
-    system_prompt: str | None = field(
-        default=None, metadata={"help": "System prompt text; None means the shipped one (App. D structure)."}
+    pipeline: PipelineConfig | None = field(
+        default=None,
+        metadata={
+            "help": "How generate(images=...) answers (steps, bridge mode, K, system prompt, guidance); None "
+            "means PipelineConfig()'s defaults, which follow the paper."
+        },
     )
-    bridge_mode: str = field(
-        default="bridge", metadata={"help": "How the restored latent enters the context (Sec. 3.3, 4.4)."}
-    )
-    max_restores: int = field(default=1, metadata={"help": "Restores allowed per answer, K (App. D: 1)."})
-    num_steps: int = field(default=30, metadata={"help": "Denoising grid points per restore (Sec. 4.1: 30)."})
-
-    def __post_init__(self) -> None:
-        self.bridge_mode = BridgeMode.parse(self.bridge_mode).value
-        if self.max_restores < 0:
-            raise ClearConfigError(f"max_restores={self.max_restores} must be >= 0 (0 disables restoration).")
-        if self.num_steps < 2:
-            raise ClearConfigError(f"num_steps={self.num_steps} must be >= 2 (a grid needs two points).")
 
 
 @dataclass

@@ -66,13 +66,16 @@ class PipelineConfig:
     )
 
     def __post_init__(self) -> None:
+        """Check each field; errors name the field, its value and the fix."""
         self.bridge_mode = BridgeMode.parse(self.bridge_mode).value
-        if self.num_steps < 2:
-            raise ClearConfigError(f"num_steps={self.num_steps} must be >= 2 (a time grid needs two points).")
-        if self.max_restores < 0:
-            raise ClearConfigError(f"max_restores={self.max_restores} must be >= 0 (0 disables restoration).")
-        if self.max_new_tokens < 1:
-            raise ClearConfigError(f"max_new_tokens={self.max_new_tokens} must be >= 1.")
+        for name, minimum, why in (
+            ("num_steps", 2, "a time grid needs two points"),
+            ("max_restores", 0, "0 disables restoration"),
+            ("max_new_tokens", 1, "at least one token"),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ClearConfigError(f"{name}={value!r} must be an integer >= {minimum} ({why}).")
 
 
 @dataclass
@@ -123,13 +126,7 @@ class ClearPipeline:
     @classmethod
     def from_injection(cls, injection: Any, **overrides: Any) -> ClearPipeline:
         """The pipeline of an :class:`~clear_plugins.injection.Injection` (its adapter and options)."""
-        options = injection.options
-        config = PipelineConfig(
-            num_steps=options.num_steps,
-            bridge_mode=options.bridge_mode,
-            max_restores=options.max_restores,
-            system_prompt=options.system_prompt,
-        )
+        config = injection.options.pipeline or PipelineConfig()
         return cls(injection.adapter, replace(config, **overrides) if overrides else config)
 
     def __call__(self, images: Sequence[Any] | Any, questions: Sequence[str] | str, **overrides: Any) -> Any:

@@ -12,11 +12,8 @@ from clear_plugins.adapters.bagel.cache import BagelKVCache
 from clear_plugins.adapters.bagel.configuration_bagel import BagelConfig
 from clear_plugins.adapters.bagel.embeddings import (
     TimestepEmbedder,
-    grid_position_ids,
-    patchify,
     sincos_2d_table,
     timestep_features,
-    unpatchify,
 )
 from clear_plugins.adapters.bagel.modeling_bagel import BagelForConditionalGeneration
 from clear_plugins.adapters.bagel.packing import AttnMode, LayoutBuilder, TokenKind, attention_mask
@@ -48,18 +45,7 @@ def _run(model, inputs, **kwargs):
         return model.forward_packed(model.embed_packed(inputs), inputs.layout, **kwargs)
 
 
-# -- golden values -----------------------------------------------------------------------------------------------
-
-
-def test_sincos_table_sin_first_and_column_in_first_half() -> None:
-    dim, grid = 8, 3
-    table = sincos_2d_table(grid, dim)
-    assert table.shape == (9, 8) and table.dtype == torch.float32
-    row, col = 1, 2
-    omega = [1.0, 10000 ** (-1 / 2)]  # ω_i = 10000^(−i/(D/4)), D/4 = 2
-    first = [math.sin(col * w) for w in omega] + [math.cos(col * w) for w in omega]
-    second = [math.sin(row * w) for w in omega] + [math.cos(row * w) for w in omega]
-    assert torch.allclose(table[row * grid + col], torch.tensor(first + second), atol=1e-7)
+# -- golden values (the numpy-based ones are in test_bagel_inventory.py) ----------------------------------------
 
 
 def test_sincos_table_at_bagel_width() -> None:
@@ -84,30 +70,6 @@ def test_timestep_embedding_cos_first_256_freqs_unscaled_t() -> None:
     emb = TimestepEmbedder(16)
     assert emb.mlp[0].weight.shape == (16, 256) and emb.mlp[2].weight.shape == (16, 16)
     assert emb(t).shape == (3, 16)
-
-
-def test_patch_embedding_linear_on_py_px_c_equals_conv2d() -> None:
-    torch.manual_seed(1)
-    hidden, p = 5, 14
-    linear = torch.nn.Linear(3 * p * p, hidden)
-    image = torch.randn(3, 28, 42)
-    via_linear = linear(patchify(image, p))  # [6, hidden], patches row-major
-    conv = torch.nn.Conv2d(3, hidden, p, stride=p)
-    with torch.no_grad():
-        conv.weight.copy_(linear.weight.reshape(hidden, p, p, 3).permute(0, 3, 1, 2))
-        conv.bias.copy_(linear.bias)
-    via_conv = conv(image[None])[0].flatten(1).T
-    assert torch.allclose(via_linear, via_conv, atol=1e-5)
-
-
-def test_latent_patchify_order_and_inverse() -> None:
-    z = torch.randn(16, 4, 6)
-    tokens = patchify(z, 2)
-    assert tokens.shape == (6, 64)
-    row, col, py, px, c = 1, 2, 1, 0, 7
-    assert tokens[row * 3 + col, (py * 2 + px) * 16 + c] == z[c, 2 * row + py, 2 * col + px]
-    assert torch.equal(unpatchify(tokens, (2, 3), 2, 16), z)
-    assert grid_position_ids(2, 3, side=8).tolist() == [0, 1, 2, 8, 9, 10]
 
 
 # -- config and 7B inventory -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from clear_plugins.adapters.base import TextSampling
 from clear_plugins.bridge import BridgeMode
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.injection import InjectionOptions, inject
+from clear_plugins.pipeline import PipelineConfig
 
 FIRST = "<think> The sign is blurred. </think><image_restore>"
 SECOND = "<think> Now it reads EXIT. </think><answer> EXIT </answer>"
@@ -34,7 +35,9 @@ def image():
 def _injected(**options):
     model, tokenizer = build_tiny_bagel()
     injection = inject(
-        model, tokenizer, options=InjectionOptions(num_steps=3, system_prompt=SYSTEM, **options)
+        model,
+        tokenizer,
+        options=InjectionOptions(pipeline=PipelineConfig(num_steps=3, system_prompt=SYSTEM, **options)),
     )
     return model, tokenizer, injection
 

@@ -121,12 +121,14 @@ def test_sigma_zero_is_exactly_the_euler_step(sigma: float | torch.Tensor) -> No
 
 
 def test_step_mean_and_std_follow_app_a2() -> None:
-    x, v = _inputs((2, 6))
-    t, t_next, sigma = 0.7, 0.6, 0.4
-    step = sde_step(x, v, t, t_next, sigma, generator=torch.Generator().manual_seed(0))
-    score = -(x + (1 - t) * v) / t
-    torch.testing.assert_close(step.mean, x + (v - sigma**2 / 2 * score) * (t_next - t))
-    torch.testing.assert_close(step.std, torch.tensor(sigma * math.sqrt(t - t_next)))
+    # Worked by hand: x = 1, v = 0.5, t = 0.5, t_next = 0.25, sigma = 0.4, so dt = -0.25,
+    # score = -(1 + 0.5 * 0.5) / 0.5 = -2.5, mean = 1 + (0.5 - 0.08 * -2.5) * -0.25 = 0.825, std = 0.4 * 0.5 = 0.2.
+    step = sde_step(
+        torch.ones(1, 1), torch.full((1, 1), 0.5), 0.5, 0.25, 0.4, prev_sample=torch.full((1, 1), 0.825)
+    )
+    torch.testing.assert_close(step.mean, torch.full((1, 1), 0.825))
+    torch.testing.assert_close(step.std, torch.tensor(0.2))
+    torch.testing.assert_close(step.log_prob, torch.tensor([-math.log(0.2) - 0.5 * math.log(2 * math.pi)]))
 
 
 def test_log_prob_matches_torch_normal_and_rescoring() -> None:

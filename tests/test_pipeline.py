@@ -106,7 +106,12 @@ def test_injected_generate_routes_images_through_the_pipeline():
     model, _ = build_fake(script=RESTORE_SCRIPT, vocab_size=320)
     plugins = load_plugins(extra=[FakePlugin()])
     model.generate = lambda *args, **kwargs: ("original", args, kwargs)
-    inject(model, tiny_tokenizer(), plugins=plugins, options=InjectionOptions(num_steps=3))
+    inject(
+        model,
+        tiny_tokenizer(),
+        plugins=plugins,
+        options=InjectionOptions(pipeline=PipelineConfig(num_steps=3)),
+    )
     out = model.generate(images=photo(8), questions="What does the sign say?")
     assert out.answer == "EXIT" and out.num_restores == 1
     assert len(out.restore_results[0].timesteps) == 3

@@ -349,3 +349,40 @@ def test_third_party_reward_plugin_is_found():
     assert {"accuracy", "format", "decision", "brevity"} <= set(plugins.rewards)
     reward = plugins.reward("brevity")(RewardConfig())
     assert reward(prompts=["q"], completions=["abc"]) == [0.25]
+
+
+def test_a_stray_restore_tag_in_malformed_output_does_not_dodge_the_penalty():
+    from clear_plugins.rewards.config import RewardConfig
+    from clear_plugins.rewards.functions import make_reward_functions
+    from clear_plugins.rewards.judges import RuleJudge
+
+    accuracy, fmt, decision = make_reward_functions(RewardConfig(), RuleJudge())
+    stray = "<think> a </think> <answer> blue </answer> <image_restore>"
+    direct_wrong = "<think> a </think> <answer> blue </answer>"
+    kwargs = {"answer": ["red", "red"], "question": ["What colour?", "What colour?"]}
+    assert fmt(["p", "p"], [stray, direct_wrong]) == [0.0, 1.0]
+    assert decision(["p", "p"], [stray, direct_wrong], **kwargs) == [-1.0, -1.0]
+    weights = RewardConfig().reward_weights
+    totals = [
+        sum(w * r for w, r in zip(weights, rewards, strict=True))
+        for rewards in zip(
+            accuracy(["p", "p"], [stray, direct_wrong], **kwargs),
+            fmt(["p", "p"], [stray, direct_wrong]),
+            decision(["p", "p"], [stray, direct_wrong], **kwargs),
+            strict=True,
+        )
+    ]
+    assert totals[0] < totals[1], "malformed output must not beat a well-formed wrong answer"
+
+
+def test_no_judge_means_the_environment_choice(monkeypatch):
+    from clear_plugins.rewards.config import RewardConfig
+    from clear_plugins.rewards.functions import as_judge_cache
+    from clear_plugins.rewards.judges import FallbackJudge, RuleJudge
+
+    for name in ("CLEAR_JUDGE_BASE_URL", "CLEAR_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(as_judge_cache(None, RewardConfig()).judge, RuleJudge)
+    monkeypatch.setenv("CLEAR_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("CLEAR_JUDGE_MODEL", "judge-model")
+    assert isinstance(as_judge_cache(None, RewardConfig()).judge, FallbackJudge)

@@ -6,7 +6,7 @@ Each function has TRL's signature ``f(prompts, completions, **dataset_columns) -
 
 - :class:`AccuracyReward` — ``R_acc ∈ [0, 1]`` from a judge; 0 without calling it when there is no answer.
 - :class:`FormatReward` — ``R_fmt ∈ {0, 1}``: 1 iff :func:`clear_plugins.trajectory.parse` finds it well formed.
-- :class:`DecisionReward` — ``R_dec`` of Table 15, from ``<image_restore>`` presence and ``R_acc > threshold``.
+- :class:`DecisionReward` — ``R_dec`` of Table 15, from a well-formed restore and ``R_acc > threshold``.
 
 The judge runs at most once per distinct ``(question, answer, ground_truth)`` of a batch: accuracy and decision
 share a :class:`JudgeCache`, which keeps the scores of the last batch it saw. TRL calls the reward functions in
@@ -251,7 +251,9 @@ class FormatReward:
 class DecisionReward:
     """``R_dec ∈ {−1, 0, +1}`` (App. I.3, Table 15), reading ``R_acc`` from the shared :class:`JudgeCache`.
 
-    *Generated* means the completion contains ``<image_restore>``; *correct* means ``R_acc > correct_threshold``.
+    *Generated* means the completion is well formed and follows the generate-then-answer pattern (a stray
+    ``<image_restore>`` in a malformed completion does not count, so malformed output cannot dodge the −1 of
+    "skipped and wrong"); *correct* means ``R_acc > correct_threshold``.
     Also logs ``restore_rate`` (the share of completions that triggered generation) through TRL's
     ``log_metric`` when TRL provides it.
     """
@@ -271,7 +273,7 @@ class DecisionReward:
             log_metric("restore_rate", sum(p.restore_requested for p in parsed) / len(parsed))
         threshold = self.config.correct_threshold
         return [
-            None if acc is None else decision_value(p.restore_requested, acc > threshold)
+            None if acc is None else decision_value(p.restore_requested and p.well_formed, acc > threshold)
             for p, acc in zip(parsed, accuracy, strict=True)
         ]
 
@@ -279,15 +281,15 @@ class DecisionReward:
 def as_judge_cache(judge: Judge | JudgeCache | None, config: RewardConfig) -> JudgeCache:
     """``judge`` itself when it is a :class:`JudgeCache`, else a new cache around it.
 
-    ``None`` means the rule-based judge (:class:`clear_plugins.rewards.judges.RuleJudge`), which needs no
-    endpoint; pass an LLM judge for the paper's setting.
+    ``None`` means :func:`clear_plugins.rewards.judges.build_judge`'s choice: the LLM judge (rule judge as
+    fallback) when an endpoint is configured in the environment, else the rule judge.
     """
     if isinstance(judge, JudgeCache):
         return judge
     if judge is None:
-        from clear_plugins.rewards.judges import RuleJudge
+        from clear_plugins.rewards.judges import build_judge
 
-        judge = RuleJudge()
+        judge = build_judge()
     return JudgeCache(judge, on_error=config.on_judge_error, workers=config.judge_workers)
 
 
