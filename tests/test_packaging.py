@@ -57,6 +57,19 @@ def test_wheel_contains_the_four_packages_and_no_top_level_adapters(wheel_env):
     assert "clear_plugins/adapters/bagel/resources/official_keys.json" in names
 
 
+def test_every_package_folder_is_listed_in_pyproject():
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {folder: package for package, folder in config["package-dir"].items()}
+    found = set()
+    for folder, package in roots.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO / folder).parts
+            found.add(".".join((package, *relative)))
+    assert found == set(config["packages"]), "pyproject's [tool.setuptools] packages and the folders disagree"
+
+
 def test_wheel_imports_from_outside_the_repository(wheel_env, tmp_path):
     python, _ = wheel_env
     code = (
@@ -64,7 +77,8 @@ def test_wheel_imports_from_outside_the_repository(wheel_env, tmp_path):
         f"mods = [importlib.import_module(m) for m in {PACKAGES!r}]\n"
         "print(mods[0].__file__)\n"
         "assert all(m.__file__.startswith(sys.prefix) for m in mods), [m.__file__ for m in mods]\n"
-        "import clear_plugins.adapters.base, clear_plugins.plugins\n"
+        "import clear_plugins.adapters.base, clear_plugins.plugins, clear_plugins.cli\n"
+        "clear_plugins.cli.build_parser()\n"
         "print(sorted(clear_plugins.plugins.load_plugins().degradations)[:1])\n"
     )
     result = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True)
