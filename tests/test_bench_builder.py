@@ -392,3 +392,31 @@ def test_bench_evaluate_and_report_are_not_built_yet(capsys):
         assert f"clear bench {name}: not built yet" in capsys.readouterr().err
     assert main(["bench"]) == 2
     assert "choose a sub-command: build, evaluate or report" in capsys.readouterr().err
+
+
+def test_exact_runs_the_reference_mean_shift_and_is_recorded(tmp_path, capsys, clean_photos):
+    source = make_source(tmp_path / "src", "jsonl_base64", rows=2)
+    args = ["bench", "build", str(source), "--mode", "full", "--levels", "hard", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "fast")]) == 0
+    assert main([*args, "-o", str(tmp_path / "exact"), "--exact"]) == 0
+    fast, exact = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("fast", "exact"))
+    assert (fast["settings"]["exact"], exact["settings"]["exact"]) == (False, True)
+    assert json.loads((tmp_path / "exact" / "build.json").read_text())["exact"] is True
+    for before, after in zip(fast["entries"], exact["entries"], strict=True):
+        assert (before["position"], before["type"], before["seed"]) == (
+            after["position"],
+            after["type"],
+            after["seed"],
+        )
+        # mean_shift differs; watermark_damage inpaints at full resolution below 128 px either way
+        assert (before["sha256"] != after["sha256"]) == (before["type"] == "mean_shift"), before["type"]
+        if after["type"] == "mean_shift":
+            image = np.asarray(Image.open(tmp_path / "exact" / after["file"]))
+            clean = clean_photos[after["position"] % 3]
+            expected = degradations.apply(
+                clean, "mean_shift", after["intensity"], seed=after["seed"], exact=True
+            )
+            np.testing.assert_array_equal(image, expected)
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "fast"), "--exact"]) == 2
+    assert "other settings (changed: exact)" in capsys.readouterr().err

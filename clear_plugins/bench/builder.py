@@ -80,7 +80,16 @@ def _shard_tasks(source: SourceTable, config: BenchBuildConfig, indices: list[in
             )
             for position in range(start, stop)
         )
-        tasks.append(ShardTask(index, rows, str(config.output_dir), config.image_format, config.jpeg_quality))
+        tasks.append(
+            ShardTask(
+                index,
+                rows,
+                str(config.output_dir),
+                config.image_format,
+                config.jpeg_quality,
+                exact=config.exact,
+            )
+        )
     return tasks
 
 

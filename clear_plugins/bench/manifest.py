@@ -2,8 +2,10 @@
 
 A shard counts as finished when its marker exists, was written with the current settings, and every image it
 lists is on disk; anything else (no marker, other settings, a missing image) is redone. ``manifest.json`` lists,
-for every degraded image, the row id, type, level, intensity, seed and SHA-256, plus the source's SHA-256 and
-the rows that could not be read, so the benchmark can be rebuilt and checked bit for bit.
+for every degraded image, the row id, type, level, intensity, seed and SHA-256, plus the source's SHA-256, the
+build settings (:meth:`~clear_plugins.bench.config.BenchBuildConfig.fingerprint`: mode, weighting, levels,
+seed, image format, ``exact``, ...) and the rows that could not be read, so the benchmark can be rebuilt and
+checked bit for bit.
 """
 
 from __future__ import annotations

@@ -31,13 +31,18 @@ class RowTask:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """A contiguous block of rows, written under ``output_dir`` (one folder per level)."""
+    """A contiguous block of rows, written under ``output_dir`` (one folder per level).
+
+    ``exact`` is forwarded to :func:`clear_plugins.degradations.apply` (the reference algorithms instead of
+    the faster approximations of mean_shift and watermark_damage).
+    """
 
     index: int
     rows: tuple[RowTask, ...]
     output_dir: str
     image_format: str
     jpeg_quality: int
+    exact: bool = False
 
 
 @dataclass
@@ -125,7 +130,7 @@ def run_shard(task: ShardTask) -> ShardResult:
             result.bad_rows.append({"position": row.position, "row_id": row.row_id, "reason": str(exc)})
             continue
         for job in row.jobs:
-            degraded = degradations.apply(image, job.type, job.intensity, seed=job.seed)
+            degraded = degradations.apply(image, job.type, job.intensity, seed=job.seed, exact=task.exact)
             data = encode_image(degraded, task.image_format, task.jpeg_quality)
             _write(root / job.level / job.file, data)
             result.entries.append(

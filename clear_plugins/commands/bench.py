@@ -1,6 +1,6 @@
 """Build MMD-Bench (App. B) from a VQA source; evaluating and reporting come in a later version.
 
-  clear bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg]
+  clear bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg] [--exact]
   clear bench build --sample -o OUTDIR        (the tiny VQA set shipped with the package)
 
 SOURCE is a .jsonl/.json, .csv, .parquet or VLMEvalKit-style .tsv file (images as paths relative to the file,
@@ -12,7 +12,9 @@ shards are skipped. Rows whose image cannot be read are reported, listed in the 
 --mode sampled (default) gives each row one type, drawn with --weighting and kept at every level; --mode full
 repeats each row for all 16 types, and its id becomes '<id>_<type>'. Every row gets the columns
 clear_source_id, clear_type, clear_level, clear_intensity and clear_seed; the image keeps the source's storage
-(path, bytes or base64), as PNG, or JPEG with --reference-jpeg.
+(path, bytes or base64), as PNG, or JPEG with --reference-jpeg. --exact runs the reference algorithms where
+the degradations default to a faster approximation (mean_shift, watermark_damage); it is recorded in the
+manifest, and rebuilding into the same OUTDIR without it (or the other way round) needs --overwrite.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help=_help("seed"))
     parser.add_argument("--reference-jpeg", action="store_true", help=_help("reference_jpeg"))
     parser.add_argument("--jpeg-quality", type=int, default=95, help=_help("jpeg_quality"))
+    parser.add_argument("--exact", action="store_true", help=_help("exact"))
     parser.add_argument("--workers", type=int, default=1, help=_help("workers"))
     parser.add_argument("--shard-size", type=int, default=64, help=_help("shard_size"))
     for role in ("id", "image", "question", "answer"):
@@ -122,6 +125,7 @@ def _build(args: argparse.Namespace) -> int:
             seed=args.seed,
             reference_jpeg=args.reference_jpeg,
             jpeg_quality=args.jpeg_quality,
+            exact=args.exact,
             workers=args.workers,
             shard_size=args.shard_size,
             id_column=args.id_column,

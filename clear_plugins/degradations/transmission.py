@@ -23,9 +23,12 @@ JPEG_MAX_QUALITY = 100
 JPEG_QUALITY_LOSS_PER_INTENSITY = 95
 JPEG_MIN_QUALITY = 5
 
-# block_exchange: 35 i swaps of grid-aligned square blocks of side min(32, 5 + 30 i). On an image smaller than
-# a block, the block is cut to the image along that axis (the reference crashes there), so a 1-pixel-high strip
-# swaps 1 x side runs and a 1 x 1 image comes back unchanged.
+# block_exchange: int(35 i) swaps of grid-aligned square blocks of side min(32, 5 + 30 i) (11, 18, 32 px at
+# Low, Mid, Hard). Along an axis shorter than two blocks, the block side is cut to half that axis (at least 1 px),
+# so there are two blocks along it to exchange, or one on a 1-px axis: a 1-pixel-high strip swaps 1 x side runs
+# and a 1 x 1 image comes back unchanged. The reference keeps the full square block: an axis between one and two
+# blocks long holds a single block (an image under two blocks both ways has one block, swapped with itself: a
+# no-op), and an axis shorter than one block (under 11, 18, 32 px) crashes it.
 BLOCK_BASE_SIZE = 5
 BLOCK_SIZE_PER_INTENSITY = 30
 BLOCK_MAX_SIZE = 32
@@ -56,11 +59,14 @@ class MeanShiftApprox:
     pyramid level, divides the spatial radius by ``radius_divisor`` (each level halves the image, so the
     coarsest level still spans about the same scene extent) and caps the iterations.
 
-    Measured on one core at Hard (``sp = sr = 36``) against the exact filter, scikit-image photos resized:
-    astronaut 512x512 5.4-6.6x faster (about 0.9 s against 5-5.8 s) at 30.7 dB PSNR; chelsea and coffee
-    512x512 8-9x at 31.8 and 31.9 dB; astronaut 1024x1024 6.2x at 32.1 dB, 256x256 about 5x at 30.1 dB.
-    Low and Mid stay above 35 dB. On small images the radius is large for the image and the error grows
-    (27.7 dB at 128x128 Hard): pass ``exact=True`` where bit-exactness with the reference matters.
+    Measured with ``python benchmarks/degradations.py --types mean_shift --sizes 512`` on a 2-core CPU (one
+    core used; ``--image chelsea``/``coffee`` and ``--sizes 128,256,1024`` for the other photos and sizes), at
+    Hard (``sp = sr = 36``) against the exact filter, scikit-image photos resized to squares: astronaut
+    512x512 5.8-6.1x faster (0.8 s against 4.8-4.9 s) at 30.7 dB PSNR; chelsea and coffee 512x512 7.9x and
+    7.6x at 31.7 and 31.9 dB; astronaut 1024x1024 6.5-6.8x at 32.2 dB, 256x256 about 5x at 30.1 dB. Low and
+    Mid are 4.4-6.7x faster and stay above 35 dB from 256x256 up. On small images the radius is large for the
+    image and the error grows (27.7 dB at 128x128 Hard): pass ``exact=True`` where bit-exactness with the
+    reference matters.
     """
 
     pyramid_levels: int = field(
@@ -123,8 +129,10 @@ def block_side(intensity: float) -> int:
 def block_exchange(image: np.ndarray, intensity: float, rng: np.random.Generator) -> np.ndarray:
     """Packet loss: swap pairs of randomly chosen grid-aligned blocks, one swap after another.
 
-    On images smaller than two blocks along an axis the block shrinks to half that side, so there are always
-    at least two blocks to exchange (the reference crashes there instead).
+    Along an axis shorter than two blocks the block side shrinks to half that axis (at least 1 px), so there are
+    two blocks along it (one on a 1-px axis). The reference keeps the full side: a single block along such an
+    axis (an image under two blocks both ways has one block, swapped with itself: a no-op), and a crash on an
+    axis shorter than one block (11, 18, 32 px at Low, Mid, Hard).
     """
     check_rgb(image)
     i = check_intensity(intensity)
@@ -160,7 +168,8 @@ def mean_shift(
 
     ``exact=True`` runs the reference's ``cv2.pyrMeanShiftFiltering(image, 40 i, 40 i)``; the default runs the
     faster ``approx`` (about 6x at 512x512 Hard, >= 30 dB PSNR against the exact filter on photos of side
-    >= 256; see :class:`MeanShiftApprox`).
+    >= 256, measured with ``python benchmarks/degradations.py --types mean_shift --sizes 512`` on a 2-core CPU;
+    see :class:`MeanShiftApprox`).
     """
     check_rgb(image)
     radius = mean_shift_radius(check_intensity(intensity))
