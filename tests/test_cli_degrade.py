@@ -39,6 +39,15 @@ def test_file_default_output_is_next_to_the_input(photo_file, photo):
     np.testing.assert_array_equal(_pixels(out), expected)
 
 
+def test_exact_flag_selects_the_reference_filter(photo_file, photo, tmp_path):
+    fast, exact = tmp_path / "fast.png", tmp_path / "exact.png"
+    assert main(["degrade", str(photo_file), str(fast), "-t", "mean_shift", "-l", "hard"]) == 0
+    assert main(["degrade", str(photo_file), str(exact), "-t", "mean_shift", "-l", "hard", "--exact"]) == 0
+    reference = degradations.apply(np.asarray(photo), "mean_shift", "hard", exact=True)
+    np.testing.assert_array_equal(_pixels(exact), reference)
+    assert not np.array_equal(_pixels(fast), reference)
+
+
 def test_file_explicit_output_and_float_level(photo_file, photo, tmp_path):
     out = tmp_path / "sub" / "noisy.png"
     assert main(["degrade", str(photo_file), str(out), "-t", "gaussian_noise", "-l", "0.3"]) == 0

@@ -50,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-s", "--seed", type=int, default=0, help="Seed of the random parts (default 0).")
     parser.add_argument("--all", action="store_true", help="Write all 16 types x 3 levels into OUT.")
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="Use the reference's exact filters where the default is a faster approximation (mean_shift, "
+        "watermark_damage's inpainting).",
+    )
     parser.add_argument("--grid", metavar="IMAGE", help="Draw the Fig. 6 grid of IMAGE into -o (a PNG).")
     parser.add_argument(
         "--cell", type=int, default=160, help="Grid cell size in pixels (long side; default 160)."
@@ -162,7 +168,9 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, str | float, str]]:
     return [(_check_type(args.type, names), level, label)]
 
 
-def _degrade_file(image, file: Path, pairs, target: Callable[[str, str], Path], seed: int) -> Path:
+def _degrade_file(
+    image, file: Path, pairs, target: Callable[[str, str], Path], seed: int, exact: bool = False
+) -> Path:
     """Write every (type, level) of one opened image; a degradation that refuses the image is a failure."""
     from clear_plugins import degradations
     from clear_plugins.errors import ClearError
@@ -170,7 +178,7 @@ def _degrade_file(image, file: Path, pairs, target: Callable[[str, str], Path], 
     path = file
     for name, level, label in pairs:
         try:
-            degraded = degradations.apply(image, name, level, seed=seed)
+            degraded = degradations.apply(image, name, level, seed=seed, exact=exact)
         except ClearError as exc:
             raise _Failure(f"cannot degrade {str(file)!r}: {exc}", IO_ERROR) from exc
         path = target(name, label)
@@ -200,6 +208,7 @@ def _degrade(args: argparse.Namespace, out: Path | None) -> int:
                 pairs,
                 lambda name, label, f=file: _target(source, f, out, args.all, name, label),
                 args.seed,
+                args.exact,
             )
         except _Failure as failure:
             if source.is_file():
