@@ -85,18 +85,29 @@ def lens_flare(image: np.ndarray, intensity: float, rng: np.random.Generator) ->
     check_rgb(image)
     i = check_intensity(intensity)
     h, w = image.shape[:2]
-    flare = np.zeros((h, w, 3), dtype=np.float32)
-    for _ in range(FLARE_BASE_COUNT + int(FLARE_COUNT_PER_INTENSITY * i)):
-        x, y = randint(rng, 0, w), randint(rng, 0, h)
-        cv2.circle(flare, (x, y), randint(rng, *FLARE_RADIUS), FLARE_RGB, -1)
-        angle = rng.uniform(0.0, 2.0 * math.pi)
-        length = randint(rng, *FLARE_STREAK_LENGTH)
-        end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
-        cv2.line(flare, (x, y), end, FLARE_RGB, FLARE_STREAK_THICKNESS)
-    flare = cv2.GaussianBlur(flare, (FLARE_BLUR_SIZE, FLARE_BLUR_SIZE), FLARE_BLUR_SIGMA_PER_INTENSITY * i)
-    out = image.astype(np.float32)
-    out += flare * np.float32(FLARE_WEIGHT * i)
-    return truncate_u8(out)
+    count = FLARE_BASE_COUNT + int(FLARE_COUNT_PER_INTENSITY * i)
+    # every disc's x, y, radius and streak length in one call (bounds per column, both ends included)
+    low = (0, 0, FLARE_RADIUS[0], FLARE_STREAK_LENGTH[0])
+    high = (w, h, FLARE_RADIUS[1], FLARE_STREAK_LENGTH[1])
+    discs = rng.integers(low, high, size=(count, 4), endpoint=True)
+    angles = rng.uniform(0.0, 2.0 * math.pi, size=count)
+    ends_x = (discs[:, 0] + discs[:, 3] * np.cos(angles)).astype(np.int64)  # truncated toward zero, as int()
+    ends_y = (discs[:, 1] + discs[:, 3] * np.sin(angles)).astype(np.int64)
+    # one colour everywhere: draw a single-channel 0/1 mask, blur it, and scale it per channel. Adding a
+    # non-negative layer to integers and truncating equals adding its truncation, so the layer is truncated to
+    # uint8 per channel and added with saturation: the same output as the reference's float32 sum (up to float
+    # rounding) with far smaller temporaries.
+    mask = np.zeros((h, w), dtype=np.float32)
+    for (x, y, radius, _), end_x, end_y in zip(discs.tolist(), ends_x.tolist(), ends_y.tolist(), strict=True):
+        cv2.circle(mask, (x, y), radius, 1.0, -1)
+        cv2.line(mask, (x, y), (end_x, end_y), 1.0, FLARE_STREAK_THICKNESS)
+    blur_sigma = FLARE_BLUR_SIGMA_PER_INTENSITY * i
+    cv2.GaussianBlur(mask, (FLARE_BLUR_SIZE, FLARE_BLUR_SIZE), blur_sigma, dst=mask)
+    layers: dict[float, np.ndarray] = {}
+    for value in FLARE_RGB:
+        if value not in layers:
+            layers[value] = truncate_u8(mask * np.float32(FLARE_WEIGHT * i * value))
+    return cv2.add(image, cv2.merge([layers[value] for value in FLARE_RGB]))
 
 
 def motion_kernel(length: int, angle_degrees: float) -> np.ndarray:
@@ -152,5 +163,7 @@ def hsv_saturation(image: np.ndarray, intensity: float, rng: np.random.Generator
     check_rgb(image)
     i = check_intensity(intensity)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    hsv[..., 1] = scale_table(1.0 - i, np.float32)[hsv[..., 1]]
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    identity = np.arange(256, dtype=np.uint8)
+    table = np.stack([identity, scale_table(1.0 - i, np.float32), identity], axis=-1)[None]  # S scaled only
+    cv2.LUT(hsv, table, dst=hsv)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)

@@ -62,20 +62,20 @@ def sharpness_change(image: np.ndarray, intensity: float, rng: np.random.Generat
         sharpened = cv2.filter2D(image, -1, SHARPEN_KERNEL * (SHARPEN_GAIN_PER_INTENSITY * i))
     else:
         sharpened = cv2.GaussianBlur(image, (SHARPEN_ZERO_BLUR_SIZE, SHARPEN_ZERO_BLUR_SIZE), 0)
-    return blend(image, SHARPEN_IMAGE_WEIGHT, sharpened, SHARPEN_LAYER_WEIGHT)
+    return cv2.addWeighted(image, SHARPEN_IMAGE_WEIGHT, sharpened, SHARPEN_LAYER_WEIGHT, 0.0, dst=sharpened)
 
 
-def _stamp(out: np.ndarray, i: float, rng: np.random.Generator) -> None:
-    """Draw the red graffiti word on ``out`` in place, where it fits."""
+def _stamp(out: np.ndarray, i: float, number: int, choice: int, rng: np.random.Generator) -> None:
+    """Draw the red graffiti word (``STAMP_WORDS`` then ``number``, picked by ``choice``) on ``out`` where it fits."""
     h, w = out.shape[:2]
-    words = (*STAMP_WORDS, str(randint(rng, *STAMP_NUMBER_RANGE)))
-    text = words[int(rng.integers(len(words)))]
+    text = (*STAMP_WORDS, str(number))[choice]
     scale = max(STAMP_MIN_SCALE, STAMP_SCALE_PER_INTENSITY * i)
     thickness = max(1, int(scale))
     (text_w, text_h), _ = cv2.getTextSize(text, STAMP_FONT, scale, thickness)
     if h - STAMP_MARGIN > text_h + STAMP_MARGIN:
-        x = randint(rng, 0, max(1, w - text_w - STAMP_MARGIN))
-        y = randint(rng, text_h + STAMP_MARGIN, h - STAMP_MARGIN)
+        low = (0, text_h + STAMP_MARGIN)
+        high = (max(1, w - text_w - STAMP_MARGIN), h - STAMP_MARGIN)
+        x, y = rng.integers(low, high, endpoint=True).tolist()
         cv2.putText(out, text, (x, y), STAMP_FONT, scale, STAMP_RGB, thickness)
 
 
@@ -84,15 +84,21 @@ def graffiti(image: np.ndarray, intensity: float, rng: np.random.Generator) -> n
     check_rgb(image)
     i = check_intensity(intensity)
     h, w = image.shape[:2]
+    count = int(GRAFFITI_LINES_PER_INTENSITY * i)
+    # all lines' colour (3), start (2), end (2) and thickness in one call, both ends included, then the stamp's
+    # number and word: one vectorised draw instead of one per value
+    thickest = max(1, int(GRAFFITI_THICKNESS_PER_INTENSITY * i))
+    low = [0, 0, 0, 0, 0, 0, 0, 1] * count + [STAMP_NUMBER_RANGE[0], 0]
+    high = [255, 255, 255, w - 1, h - 1, w - 1, h - 1, thickest] * count + [
+        STAMP_NUMBER_RANGE[1],
+        len(STAMP_WORDS),
+    ]
+    values = rng.integers(low, high, endpoint=True).tolist()
     out = image.copy()
-    for _ in range(int(GRAFFITI_LINES_PER_INTENSITY * i)):
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        start = (randint(rng, 0, w - 1), randint(rng, 0, h - 1))
-        end = (randint(rng, 0, w - 1), randint(rng, 0, h - 1))
-        thickness = randint(rng, 1, max(1, int(GRAFFITI_THICKNESS_PER_INTENSITY * i)))
-        cv2.line(out, start, end, colour, thickness)
+    for r, g, b, x1, y1, x2, y2, thickness in zip(*[iter(values[: 8 * count])] * 8, strict=True):
+        cv2.line(out, (x1, y1), (x2, y2), (r, g, b), thickness)
     if i > STAMP_MIN_INTENSITY:
-        _stamp(out, i, rng)
+        _stamp(out, i, values[-2], values[-1], rng)
     return out
 
 

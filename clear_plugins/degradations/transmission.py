@@ -117,8 +117,7 @@ def jpeg_compression(image: np.ndarray, intensity: float, rng: np.random.Generat
         raise ImageInputError(
             f"OpenCV could not JPEG-encode an image of shape {image.shape}; pass a smaller image."
         )
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR_RGB)
 
 
 def block_side(intensity: float) -> int:
