@@ -8,6 +8,7 @@ All randomness comes from the generator, so a seed reproduces the output exactly
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -163,7 +164,14 @@ def hsv_saturation(image: np.ndarray, intensity: float, rng: np.random.Generator
     check_rgb(image)
     i = check_intensity(intensity)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    identity = np.arange(256, dtype=np.uint8)
-    table = np.stack([identity, scale_table(1.0 - i, np.float32), identity], axis=-1)[None]  # S scaled only
-    cv2.LUT(hsv, table, dst=hsv)
+    cv2.LUT(hsv, _saturation_table(1.0 - i), dst=hsv)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
+
+
+@functools.lru_cache(maxsize=64)
+def _saturation_table(scale: float) -> np.ndarray:
+    """The 3-channel lookup table of :func:`hsv_saturation`: H and V unchanged, S scaled (read-only, cached)."""
+    identity = np.arange(256, dtype=np.uint8)
+    table = np.stack([identity, scale_table(scale, np.float32), identity], axis=-1)[None]
+    table.flags.writeable = False
+    return table
