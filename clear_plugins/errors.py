@@ -46,7 +46,3 @@ class ImageInputError(ClearError, ValueError):
 
 class JudgeError(ClearError):
     """A judge could not score an answer (outage, timeout, unparsable reply)."""
-
-
-class NotBuiltError(ClearError, NotImplementedError):
-    """A documented capability that this version of clear-plugins does not provide yet."""
