@@ -58,7 +58,8 @@ class PipelineConfig:
         metadata={
             "help": "Classifier-free guidance of restores: 'default' uses the adapter's inference guidance (its "
             "`default_guidance` attribute, e.g. Bagel's editing CFG; none when it has no such attribute), None "
-            "samples without guidance (RL rollouts, SPEC Stage 2), or a backbone-specific guidance object."
+            "samples without guidance (RL rollouts, SPEC Stage 2; the default when `sde` is set), or a "
+            "backbone-specific guidance object."
         },
     )
     decode_restored: bool = field(
@@ -68,6 +69,16 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         """Check each field; errors name the field, its value and the fix."""
         self.bridge_mode = BridgeMode.parse(self.bridge_mode).value
+        if self.sde is not None:
+            if isinstance(self.guidance, str) and self.guidance == DEFAULT_GUIDANCE:
+                self.guidance = (
+                    None  # RL rollouts sample without guidance (SPEC Stage 2), so ratios are 1 on-policy
+                )
+            if self.sde.num_timesteps != self.num_steps:
+                raise ClearConfigError(
+                    f"num_steps={self.num_steps} but sde.num_timesteps={self.sde.num_timesteps}; both count grid "
+                    f"points of the same restore, so set them equal."
+                )
         for name, minimum, why in (
             ("num_steps", 2, "a time grid needs two points"),
             ("max_restores", 0, "0 disables restoration"),

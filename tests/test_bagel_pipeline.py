@@ -16,6 +16,7 @@ from clear_plugins.bridge import BridgeMode
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.injection import InjectionOptions, inject
 from clear_plugins.pipeline import PipelineConfig
+from clear_plugins.trajectory import SPECIAL_TAGS
 
 FIRST = "<think> The sign is blurred. </think><image_restore>"
 SECOND = "<think> Now it reads EXIT. </think><answer> EXIT </answer>"
@@ -163,3 +164,15 @@ def test_text_needs_a_tokenizer(image):
     model, _ = build_tiny_bagel()
     with pytest.raises(ClearConfigError, match="no tokenizer"):
         BagelAdapter(model, token_ids=TINY_TOKEN_IDS).start_context(image, QUESTION, system_prompt=SYSTEM)
+
+
+@torch.no_grad()
+def test_tags_registered_as_special_tokens_still_reach_the_text(image):
+    adapter = tiny_adapter(tags=False)
+    adapter.tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TAGS)})
+    assert all(tag in adapter.tokenizer.all_special_tokens for tag in SPECIAL_TAGS)
+    context = adapter.start_context(image, QUESTION, system_prompt=SYSTEM)
+    script = ids(adapter.tokenizer, FIRST)
+    with scripted(adapter.model, script):
+        result = adapter.generate_text(context, max_new_tokens=50, stop=["<image_restore>"])
+    assert result.text == FIRST and result.stopped_on == "<image_restore>"

@@ -187,3 +187,21 @@ def test_guidance_and_restore_settings_are_validated(adapter, context, image):
         adapter.restore(context, image, num_steps=4, sde=SDEConfig())
     with pytest.raises(ClearConfigError, match="num_timesteps=1"):
         BagelRestoreConfig(num_timesteps=1)
+
+
+@torch.no_grad()
+def test_the_time_embedder_sees_bagels_shifted_grid_and_euler_steps_use_it(adapter, context, image):
+    from clear_plugins.flow import time_grid
+
+    seen: list[torch.Tensor] = []
+    handle = adapter.model.time_embedder.register_forward_hook(
+        lambda _m, args, _out: seen.append(args[0].clone())
+    )
+    try:
+        result = adapter.restore(context, image, num_steps=4, generator=_gen(0))
+    finally:
+        handle.remove()
+    grid = time_grid(4, shift=3.0)
+    torch.testing.assert_close(result.timesteps, grid)
+    noised = [t for t in seen if t.numel() and bool((t > 0).all())]  # the clean blocks embed t = 0
+    assert [round(float(t.flatten()[0]), 4) for t in noised] == [round(float(t), 4) for t in grid[:-1]]

@@ -137,3 +137,12 @@ def test_default_guidance_comes_from_the_adapter():
     pipeline(photo(8), "q")
     pipeline(photo(8), "q", guidance=None)  # RL rollouts
     assert seen == [None, "cfg", None]
+
+
+def test_stochastic_rollouts_default_to_no_guidance_and_matching_grids():
+    from clear_plugins.flow import SDEConfig
+
+    assert PipelineConfig(num_steps=5, sde=SDEConfig(num_timesteps=5)).guidance is None
+    assert PipelineConfig(num_steps=5).guidance == "default"
+    with pytest.raises(ClearConfigError, match=r"num_steps=4 but sde.num_timesteps=30"):
+        PipelineConfig(num_steps=4, sde=SDEConfig())

@@ -7,8 +7,9 @@ RoPE position, both from the image after the VAE resize, as the official inferen
 :func:`generate_text` opens an assistant segment with ``<|im_start|>`` when none is open and continues from the
 KV cache, one forward per token (never re-reading the context). It ends on ``<|im_end|>``, on a stop string (then
 ``<|im_end|>`` is appended, as the model emits it after ``<image_restore>``), or on the token budget (the segment
-stays open). Text is decoded with ``skip_special_tokens=True``, which keeps the trajectory tags: after
-:func:`clear_plugins.injection.inject` they are added, non-special tokens. Logits of embedding rows the tokenizer
+stays open). Text is decoded without Bagel's four segment/image markers but with every other token, so the
+trajectory tags survive whether the tokenizer holds them as plain added tokens (what
+:func:`clear_plugins.injection.inject` adds) or as special tokens. Logits of embedding rows the tokenizer
 does not know (the checkpoint's spare rows) are masked, so every token can be decoded.
 """
 
@@ -155,15 +156,26 @@ def generate_text(
         if token == eos:
             ctx = replace(ctx, segment_open=False)
             break
-        if stop and _stop_in(tokenizer.decode(new[-window:], skip_special_tokens=True), stop) is not None:
+        if stop and _stop_in(_decode(tokenizer, new[-window:], adapter), stop) is not None:
             ctx, stopped = close_segment(adapter, ctx), True
             new.append(eos)
             break
-    text = tokenizer.decode(new, skip_special_tokens=True)
+    text = _decode(tokenizer, new, adapter)
     found = _stop_in(text, stop) if stopped else None
     if found is not None:
         text = text[: found[1]]
     return TextResult(text=text, token_ids=new, stopped_on=None if found is None else found[0], context=ctx)
+
+
+def _decode(tokenizer: Any, ids: Sequence[int], adapter: BagelAdapter) -> str:
+    """Decode generated ids without Bagel's segment/image markers, keeping every other token.
+
+    ``skip_special_tokens`` is not used: a tokenizer that already registers the trajectory tags as *special*
+    tokens (rather than the plain added tokens :func:`~clear_plugins.injection.inject` adds) would lose them.
+    """
+    special = adapter.token_ids
+    markers = {special.bos, special.eos, special.start_of_image, special.end_of_image}
+    return tokenizer.decode([i for i in ids if i not in markers], skip_special_tokens=False)
 
 
 def score_text(

@@ -92,8 +92,8 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def tensor_to_pil(pixels: torch.Tensor) -> Image.Image:
-    """Float ``[3, H, W]`` in ``[-1, 1]`` → PIL RGB (clamped, rounded to uint8)."""
-    x = ((pixels.detach().float().cpu() * 0.5 + 0.5).clamp(0, 1) * 255.0).round().to(torch.uint8)
+    """Float ``[3, H, W]`` in ``[-1, 1]`` → PIL RGB, clamped and truncated to uint8 as the official decode does."""
+    x = ((pixels.detach().float().cpu() * 0.5 + 0.5).clamp(0, 1) * 255.0).to(torch.uint8)
     return Image.fromarray(x.permute(1, 2, 0).numpy())
 
 
