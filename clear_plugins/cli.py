@@ -61,14 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
             module.configure(sub_parser)
             sub_parser.set_defaults(_run=module.run)
         else:
-            sub_parser.set_defaults(_run=_not_built(name))
+            sub_parser.set_defaults(_run=not_built(name))
     return parser
 
 
-def _not_built(name: str):
+def not_built(command: str, hint: str = ""):
+    """The runner of a sub-command this version does not provide: it says so and exits ``NOT_BUILT_EXIT``.
+
+    It accepts any arguments (``main`` checks ``accepts_any_arguments``), so ``clear train sft --x`` still
+    reaches the message.
+    """
+
     def run(args: argparse.Namespace) -> int:
         print(
-            f"clear {name}: not built yet in clear-plugins {__version__}. See the README's roadmap and "
+            f"clear {command}: not built yet in clear-plugins {__version__}{hint}. See the README's roadmap and "
             f"CHANGELOG.md for what this version provides.",
             file=sys.stderr,
         )

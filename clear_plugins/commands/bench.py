@@ -23,11 +23,12 @@ import argparse
 import sys
 from dataclasses import fields
 
+from clear_plugins import cli
+
 HELP = "Build MMD-Bench from a VQA source, evaluate a model on it, and report."
 
 USAGE_ERROR = 2
 RUN_ERROR = 1
-NOT_BUILT_EXIT = 2
 NOT_BUILT = {
     "evaluate": "Evaluate a model on a built MMD-Bench (per level, per type, per category).",
     "report": "Tables and plots from MMD-Bench evaluation results.",
@@ -83,24 +84,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         not_built = sub.add_parser(
             name, help=f"{text} (not built yet)", description=f"{text} (not built yet)"
         )
-        not_built.set_defaults(_run=_not_built(name))
-
-
-def _not_built(name: str):
-    """The runner of a sub-command this version does not provide; it accepts any arguments (see ``cli.main``)."""
-
-    def run(args: argparse.Namespace) -> int:
-        from clear_plugins import __version__
-
-        print(
-            f"clear bench {name}: not built yet in clear-plugins {__version__}; 'clear bench build' is. See the "
-            f"README's roadmap and CHANGELOG.md for what this version provides.",
-            file=sys.stderr,
-        )
-        return NOT_BUILT_EXIT
-
-    run.accepts_any_arguments = True
-    return run
+        not_built.set_defaults(_run=cli.not_built(f"bench {name}", "; 'clear bench build' is"))
 
 
 def _build(args: argparse.Namespace) -> int:
