@@ -1,7 +1,7 @@
 """clear-plugins: CLEAR (generate before answering) for Hugging Face unified multimodal models.
 
 The public API is re-exported here lazily: ``from clear_plugins import X`` imports only the module that holds
-``X``, so light commands (``clear degrade``) never import torch or TRL.
+``X``, so light commands (``clear-plugins degrade``) never import torch or TRL.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``clear`` command line: one sub-command per stage of the method.
+"""The ``clear-plugins`` command line: one sub-command per stage of the method.
 
 Each sub-command lives in its own module under :mod:`clear_plugins.commands` (see its docstring for the
 protocol). Sub-commands that this version does not provide yet are listed, say so when called, and exit 2.
@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "data": "Build the SFT/GRPO datasets of App. C (probe, trace, filter, balance, split).",
     "train": "Train with CLEAR: 'train sft' (stage 1) or 'train grpo' (stage 2, Interleaved GRPO).",
     "eval": "Evaluate a CLEAR model on a degraded VQA set (accuracy, trigger rate, timing).",
+    "answer": "Answer a question about an image with a CLEAR model (restore-then-answer), from the shell.",
+    "serve": "Serve a CLEAR model as an OpenAI-compatible /v1/chat/completions endpoint.",
     "demo": "Run the whole method end to end on an embedded offline toy world.",
     "export": "Save a trained model with remote code so AutoModel.from_pretrained(trust_remote_code=True) works.",
     "upload": "Upload an exported model and its model card to the Hugging Face Hub.",
@@ -40,10 +42,10 @@ def _command_module(name: str):
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command configured."""
     parser = argparse.ArgumentParser(
-        prog="clear",
+        prog="clear-plugins",
         description=(
             "CLEAR for Hugging Face unified multimodal models: understand degraded images by generating a "
-            "restored latent before answering. Run 'clear COMMAND --help' for a command's options."
+            "restored latent before answering. Run 'clear-plugins COMMAND --help' for a command's options."
         ),
     )
     parser.add_argument("--version", action="version", version=f"clear-plugins {__version__}")
@@ -68,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 def not_built(command: str, hint: str = ""):
     """The runner of a sub-command this version does not provide: it says so and exits ``NOT_BUILT_EXIT``.
 
-    It accepts any arguments (``main`` checks ``accepts_any_arguments``), so ``clear train sft --x`` still
+    It accepts any arguments (``main`` checks ``accepts_any_arguments``), so ``clear-plugins train sft --x`` still
     reaches the message.
     """
 
     def run(args: argparse.Namespace) -> int:
         print(
-            f"clear {command}: not built yet in clear-plugins {__version__}{hint}. See the README's roadmap and "
+            f"clear-plugins {command}: not built yet in clear-plugins {__version__}{hint}. See the README's roadmap and "
             f"CHANGELOG.md for what this version provides.",
             file=sys.stderr,
         )
@@ -85,7 +87,7 @@ def not_built(command: str, hint: str = ""):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``clear`` command line; returns the exit status."""
+    """Run the ``clear-plugins`` command line; returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:

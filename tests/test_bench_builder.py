@@ -281,7 +281,7 @@ def test_config_choices_match_the_degradations_package():
 def test_bench_evaluate_and_report_are_not_built_yet(capsys):
     for name in ("evaluate", "report"):
         assert main(["bench", name, "--model", "some/model", "extra"]) == 2
-        assert f"clear bench {name}: not built yet" in capsys.readouterr().err
+        assert f"clear-plugins bench {name}: not built yet" in capsys.readouterr().err
     assert main(["bench"]) == 2
     assert "choose a sub-command: build, evaluate or report" in capsys.readouterr().err
 

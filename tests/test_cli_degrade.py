@@ -1,4 +1,4 @@
-"""``clear degrade``: a file, a folder, --all, the Fig. 6 grid, and errors without tracebacks."""
+"""``clear-plugins degrade``: a file, a folder, --all, the Fig. 6 grid, and errors without tracebacks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The wheel installs and imports from outside the repository; ``clear --help`` lists every sub-command."""
+"""The wheel installs and imports from outside the repository; ``clear-plugins --help`` lists every sub-command."""
 
 from __future__ import annotations
 
@@ -107,12 +107,15 @@ def test_clear_help_lists_every_subcommand(capsys):
 
 
 def test_unbuilt_subcommands_say_so_and_exit_non_zero(capsys):
-    unbuilt = [name for name in COMMANDS if name in ("data", "train", "eval", "demo", "export", "upload")]
+    unbuilt = [name for name in COMMANDS if name in ("data", "eval", "demo", "export", "upload", "answer", "serve")]
     for name in unbuilt:
         assert main([name, "--anything"]) == 2
         assert "not built yet" in capsys.readouterr().err
+    for stage in ("sft", "grpo"):
+        assert main(["train", stage, "--anything"]) == 2
+        assert f"train {stage}: not built yet" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
-    result = subprocess.run(["clear", "--help"], capture_output=True, text=True)
+    result = subprocess.run(["clear-plugins", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "degrade" in result.stdout

@@ -18,7 +18,7 @@ LEVEL_NAMES: tuple[str, ...] = ("low", "mid", "hard")
 
 @dataclass
 class BenchBuildConfig:
-    """Settings of ``clear bench build``: build degraded copies of a VQA set, one per level, plus a manifest.
+    """Settings of ``clear-plugins bench build``: build degraded copies of a VQA set, one per level, plus a manifest.
 
     Per-image seeds are derived from (:attr:`seed`, row id, type, level), so the output does not depend on
     :attr:`workers`, :attr:`shard_size` or the order in which shards finish.

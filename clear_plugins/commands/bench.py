@@ -1,7 +1,7 @@
 """Build MMD-Bench (App. B) from a VQA source; evaluating and reporting come in a later version.
 
-  clear bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg] [--exact]
-  clear bench build --sample -o OUTDIR        (the tiny VQA set shipped with the package)
+  clear-plugins bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg] [--exact]
+  clear-plugins bench build --sample -o OUTDIR        (the tiny VQA set shipped with the package)
 
 SOURCE is a .jsonl/.json, .csv, .parquet or VLMEvalKit-style .tsv file (images as paths relative to the file,
 bytes or base64), or a folder saved with datasets' save_to_disk. OUTDIR gets one folder per level (low, mid,
@@ -71,7 +71,7 @@ def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``clear bench`` sub-commands."""
+    """Add the ``clear-plugins bench`` sub-commands."""
     sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", title="sub-commands")
     build = sub.add_parser(
         "build",
@@ -84,7 +84,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         not_built = sub.add_parser(
             name, help=f"{text} (not built yet)", description=f"{text} (not built yet)"
         )
-        not_built.set_defaults(_run=cli.not_built(f"bench {name}", "; 'clear bench build' is"))
+        not_built.set_defaults(_run=cli.not_built(f"bench {name}", "; 'clear-plugins bench build' is"))
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def _build(args: argparse.Namespace) -> int:
     from clear_plugins.errors import ClearConfigError, ClearError
 
     if (args.source is None) == (not args.sample):
-        print("clear bench build: error: give either SOURCE or --sample (not both).", file=sys.stderr)
+        print("clear-plugins bench build: error: give either SOURCE or --sample (not both).", file=sys.stderr)
         return USAGE_ERROR
     if args.sample:
         from clear_plugins.bench.sample import sample_source
@@ -122,15 +122,15 @@ def _build(args: argparse.Namespace) -> int:
         )
         result = build_benchmark(config)
     except ClearError as exc:
-        print(f"clear bench build: error: {exc}", file=sys.stderr)
+        print(f"clear-plugins bench build: error: {exc}", file=sys.stderr)
         return USAGE_ERROR if isinstance(exc, ClearConfigError) else RUN_ERROR
     for bad in result.bad_rows:
         print(
-            f"clear bench build: skipped row {bad['position']} (id {bad['row_id']!r}): {bad['reason']}",
+            f"clear-plugins bench build: skipped row {bad['position']} (id {bad['row_id']!r}): {bad['reason']}",
             file=sys.stderr,
         )
     print(
-        f"clear bench build: {result.images} images in {result.output_dir} "
+        f"clear-plugins bench build: {result.images} images in {result.output_dir} "
         f"({result.shards_run} shard(s) built, {result.shards_skipped} already done); manifest {result.manifest_path}",
         file=sys.stderr,
     )
@@ -138,7 +138,7 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {level}: {path}", file=sys.stderr)
     if result.bad_rows:
         print(
-            f"clear bench build: {len(result.bad_rows)} row(s) could not be read and are left out; they are listed "
+            f"clear-plugins bench build: {len(result.bad_rows)} row(s) could not be read and are left out; they are listed "
             f"under bad_rows in the manifest.",
             file=sys.stderr,
         )
@@ -146,11 +146,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``clear bench``; returns the exit status."""
+    """Run ``clear-plugins bench``; returns the exit status."""
     if getattr(args, "bench_command", None) == "build":
         return _build(args)
     print(
-        "clear bench: choose a sub-command: build, evaluate or report (see 'clear bench --help').",
+        "clear-plugins bench: choose a sub-command: build, evaluate or report (see 'clear-plugins bench --help').",
         file=sys.stderr,
     )
     return USAGE_ERROR

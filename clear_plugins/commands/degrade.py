@@ -1,10 +1,10 @@
 """Apply MMD-Bench degradations (App. B, Table 7) to an image or a folder, or draw the Fig. 6 grid.
 
 Examples:
-  clear degrade photo.jpg --type motion_blur --level hard   -> photo_motion_blur_hard.png next to photo.jpg
-  clear degrade photos/ --type gaussian_noise --level 0.3   -> photos_gaussian_noise_0.3/ (same sub-folders)
-  clear degrade photo.jpg out/ --all                        -> out/photo_<type>_<level>.png, 16 types x 3 levels
-  clear degrade --grid photo.jpg -o grid.png                -> rows = types, columns = clean/low/mid/hard
+  clear-plugins degrade photo.jpg --type motion_blur --level hard   -> photo_motion_blur_hard.png next to photo.jpg
+  clear-plugins degrade photos/ --type gaussian_noise --level 0.3   -> photos_gaussian_noise_0.3/ (same sub-folders)
+  clear-plugins degrade photo.jpg out/ --all                        -> out/photo_<type>_<level>.png, 16 types x 3 levels
+  clear-plugins degrade --grid photo.jpg -o grid.png                -> rows = types, columns = clean/low/mid/hard
 
 Outputs are PNG (lossless) unless OUT names another format. Every image gets the same --seed, so
 clear_plugins.degradations.apply(image, TYPE, LEVEL, seed=SEED) reproduces any output exactly.
@@ -33,7 +33,7 @@ class _Failure(Exception):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``clear degrade`` arguments."""
+    """Add the ``clear-plugins degrade`` arguments."""
     parser.add_argument("input", nargs="?", metavar="IN", help="An image file or a folder of images.")
     parser.add_argument(
         "output",
@@ -213,16 +213,17 @@ def _degrade(args: argparse.Namespace, out: Path | None) -> int:
         except _Failure as failure:
             if source.is_file():
                 raise
-            print(f"clear degrade: skipped: {failure}", file=sys.stderr)
+            print(f"clear-plugins degrade: skipped: {failure}", file=sys.stderr)
             failed += 1
     written = (len(files) - failed) * len(pairs)
     print(
-        f"clear degrade: wrote {written} image(s)" + (f", the last to {last}" if last else ""),
+        f"clear-plugins degrade: wrote {written} image(s)" + (f", the last to {last}" if last else ""),
         file=sys.stderr,
     )
     if failed:
         print(
-            f"clear degrade: {failed} file(s) could not be read or degraded (listed above).", file=sys.stderr
+            f"clear-plugins degrade: {failed} file(s) could not be read or degraded (listed above).",
+            file=sys.stderr,
         )
         return IO_ERROR
     return 0
@@ -246,15 +247,15 @@ def _grid(args: argparse.Namespace, out: Path | None) -> int:
     image = _open_image(source)
     target = out if out is not None else source.with_name(f"{source.stem}_grid.png")
     _save(draw_grid(image, seed=args.seed, cell=args.cell, work_size=args.work_size), target)
-    print(f"clear degrade: wrote the grid to {target}", file=sys.stderr)
+    print(f"clear-plugins degrade: wrote the grid to {target}", file=sys.stderr)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``clear degrade``; returns the exit status."""
+    """Run ``clear-plugins degrade``; returns the exit status."""
     if args.output and args.output_option and args.output != args.output_option:
         print(
-            "clear degrade: error: OUT given twice (as an argument and with -o); pass it once.",
+            "clear-plugins degrade: error: OUT given twice (as an argument and with -o); pass it once.",
             file=sys.stderr,
         )
         return USAGE_ERROR
@@ -267,5 +268,5 @@ def run(args: argparse.Namespace) -> int:
             raise _Failure("pass an image file or folder (IN), or --grid IMAGE.", USAGE_ERROR)
         return _degrade(args, out)
     except _Failure as failure:
-        print(f"clear degrade: error: {failure}", file=sys.stderr)
+        print(f"clear-plugins degrade: error: {failure}", file=sys.stderr)
         return failure.status
