@@ -160,3 +160,64 @@ def test_help_lists_every_type_by_category():
     degrade.configure(parser)
     for category, names in degradations.categories().items():
         assert f"{' '.join(names)} ({category})" in parser.epilog
+
+
+def test_output_that_is_an_input_is_refused_in_every_mode(tmp_path, photo, capsys):
+    keep = tmp_path / "keep.png"
+    photo.save(keep)
+    before = keep.read_bytes()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo.save(folder / "a.png")
+    (folder / "a_graffiti_low.png").write_bytes(before)  # an input that --all would write over
+    runs = [
+        ["degrade", str(keep), str(keep), "-t", "gaussian_noise", "-l", "mid"],
+        ["degrade", str(keep), "-o", str(tmp_path / "." / "keep.png"), "-t", "gaussian_noise"],
+        ["degrade", str(folder), str(folder), "-t", "gaussian_noise", "--no-progress"],
+        ["degrade", str(folder), str(folder), "--all", "--no-progress"],
+        ["degrade", "--grid", str(keep), "-o", str(keep)],
+    ]
+    snapshot = {p: p.read_bytes() for p in folder.iterdir()}
+    for argv in runs:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "would overwrite it" in err and "Traceback" not in err, argv
+    assert keep.read_bytes() == before
+    assert {p: p.read_bytes() for p in folder.iterdir()} == snapshot
+
+
+def test_images_sharing_a_stem_get_distinct_deterministic_outputs(tmp_path, photo, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo.save(folder / "a.png")
+    photo.transpose(Image.FLIP_LEFT_RIGHT).save(folder / "a.jpg", quality=95)
+    photo.save(folder / "b.png")
+    assert main(["degrade", str(folder), "-t", "graffiti", "-l", "low", "--no-progress"]) == 0
+    assert "wrote 3 image(s)" in capsys.readouterr().err
+    out = tmp_path / "photos_graffiti_low"
+    assert sorted(p.name for p in out.iterdir()) == ["a_jpg.png", "a_png.png", "b.png"]
+    for name, file in (("a_png.png", "a.png"), ("a_jpg.png", "a.jpg")):
+        expected = degradations.apply(Image.open(folder / file), "graffiti", "low", seed=0)
+        np.testing.assert_array_equal(_pixels(out / name), np.asarray(expected))
+    every = tmp_path / "every"
+    assert main(["degrade", str(folder), str(every), "--all", "--no-progress"]) == 0
+    assert len(list(every.iterdir())) == 3 * 48
+
+
+def test_unreadable_files_fail_unless_skip_bad_and_are_listed(tmp_path, photo, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo.save(folder / "a.png")
+    (folder / "broken.png").write_bytes(b"garbage")
+    out = tmp_path / "out"
+    argv = ["degrade", str(folder), str(out), "-t", "graffiti", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    listing = out / "skipped.txt"
+    assert f"1 file(s) could not be read and were left out; listed in {listing}" in err
+    assert "pass --skip-bad" in err
+    assert listing.read_text().startswith(f"{folder / 'broken.png'}\t")
+    assert (out / "a.png").is_file()
+    assert main([*argv, "--skip-bad"]) == 0
+    err = capsys.readouterr().err
+    assert "1 file(s) could not be read" in err and "pass --skip-bad" not in err

@@ -6,7 +6,9 @@ Examples:
   clear-plugins degrade photo.jpg out/ --all                        -> out/photo_<type>_<level>.png, 16 types x 3 levels
   clear-plugins degrade --grid photo.jpg -o grid.png                -> rows = types, columns = clean/low/mid/hard
 
-Outputs are PNG (lossless) unless OUT names another format. Every image gets the same --seed, so
+Outputs are PNG (lossless) unless OUT names another format. No output may be an input: such a command is refused.
+In a folder, images sharing a stem (a.png, a.jpg) keep their extension in the output name (a_png.png, a_jpg.png).
+Unreadable files are left out and listed in OUT/skipped.txt; the exit status is then 1 unless --skip-bad. Every image gets the same --seed, so
 clear_plugins.degradations.apply(image, TYPE, LEVEL, seed=SEED) reproduces any output exactly.
 """
 
@@ -18,10 +20,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from clear_plugins.commands import skipping
+
 HELP = "Apply MMD-Bench degradations to an image or a folder, or draw the Fig. 6 grid."
 
 USAGE_ERROR = 2
 IO_ERROR = 1
+SKIPPED_LIST = "skipped.txt"
+"""Name of the list of left-out files a folder run writes into its output folder (only when it left some out)."""
 
 
 class _Failure(Exception):
@@ -46,7 +52,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-t", "--type", dest="type", help="Degradation type (see the list below).")
     parser.add_argument(
-        "-l", "--level", default="hard", help="low, mid, hard (0.23 / 0.45 / 0.9) or an intensity in [0, 1]."
+        "-l",
+        "--level",
+        default="hard",
+        help="low, mid, hard (0.23 / 0.45 / 0.9) or an intensity in [0, 1] (default: hard).",
     )
     parser.add_argument("-s", "--seed", type=int, default=0, help="Seed of the random parts (default 0).")
     parser.add_argument("--all", action="store_true", help="Write all 16 types x 3 levels into OUT.")
@@ -66,6 +75,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=512,
         help="Grid: degrade IMAGE with its long side shrunk to this many pixels first (default 512).",
     )
+    skipping.add_skip_bad_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     parser.epilog = (
         "types (category): lens_blur lens_flare motion_blur dirty_lens hsv_saturation (capture); jpeg_compression "
@@ -140,9 +150,29 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
-def _target(source: Path, file: Path, out: Path | None, all_types: bool, name: str, label: str) -> Path:
+def _unique_stems(files: list[Path]) -> dict[Path, str]:
+    """Each file's output stem: its own stem, or ``<stem>_<ext>`` when a sibling image shares the stem.
+
+    ``a.png`` and ``a.jpg`` in one folder become ``a_png`` and ``a_jpg``, so neither output overwrites the other;
+    the name depends only on the folder's contents, never on the processing order.
+    """
+    groups: dict[tuple[Path, str], int] = {}
+    for file in files:
+        key = (file.parent, file.stem.lower())
+        groups[key] = groups.get(key, 0) + 1
+    return {
+        file: f"{file.stem}_{file.suffix.lstrip('.').lower()}"
+        if groups[(file.parent, file.stem.lower())] > 1
+        else file.stem
+        for file in files
+    }
+
+
+def _target(
+    source: Path, file: Path, stem: str, out: Path | None, all_types: bool, name: str, label: str
+) -> Path:
     """Where one degraded image goes (see the module docstring for the defaults)."""
-    tagged = f"{file.stem}_{name}_{label}.png"
+    tagged = f"{stem}_{name}_{label}.png"
     if source.is_file():
         if all_types:
             return (out or source.with_name(f"{source.stem}_degradations")) / tagged
@@ -152,7 +182,38 @@ def _target(source: Path, file: Path, out: Path | None, all_types: bool, name: s
     relative = file.relative_to(source)
     if all_types:
         return (out or source.with_name(f"{source.name}_degradations")) / relative.parent / tagged
-    return (out or source.with_name(f"{source.name}_{name}_{label}")) / relative.with_suffix(".png")
+    return (out or source.with_name(f"{source.name}_{name}_{label}")) / relative.parent / f"{stem}.png"
+
+
+def _plan(
+    source: Path, files: list[Path], out: Path | None, all_types: bool, pairs
+) -> dict[Path, dict[tuple[str, str], Path]]:
+    """Every output path, by input file and (type, level label); refuses overwriting an input or another output."""
+    stems = _unique_stems(files)
+    inputs = {file.resolve(): file for file in files}
+    plan: dict[Path, dict[tuple[str, str], Path]] = {}
+    claimed: dict[Path, Path] = {}
+    for file in files:
+        targets = {}
+        for name, _, label in pairs:
+            target = _target(source, file, stems[file], out, all_types, name, label)
+            resolved = target.resolve()
+            if resolved in inputs:
+                raise _Failure(
+                    f"output {str(target)!r} is the input {str(inputs[resolved])!r}: degrading would overwrite "
+                    f"it. Pass another OUT (or leave OUT out to write next to the input).",
+                    USAGE_ERROR,
+                )
+            if resolved in claimed:
+                raise _Failure(
+                    f"inputs {str(claimed[resolved])!r} and {str(file)!r} would both be written to "
+                    f"{str(target)!r}; rename one of them or pass another OUT.",
+                    USAGE_ERROR,
+                )
+            claimed[resolved] = file
+            targets[(name, label)] = target
+        plan[file] = targets
+    return plan
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[str, str | float, str]]:
@@ -186,6 +247,16 @@ def _degrade_file(
     return path
 
 
+def _skipped_list(source: Path, out: Path | None, args: argparse.Namespace, pairs) -> Path:
+    """Where a folder run lists the files it left out: ``skipped.txt`` in its output folder."""
+    if args.all:
+        root = out or source.with_name(f"{source.name}_degradations")
+    else:
+        name, _, label = pairs[0]
+        root = out or source.with_name(f"{source.name}_{name}_{label}")
+    return root / SKIPPED_LIST
+
+
 def _degrade(args: argparse.Namespace, out: Path | None) -> int:
     from tqdm.auto import tqdm
 
@@ -198,35 +269,31 @@ def _degrade(args: argparse.Namespace, out: Path | None) -> int:
         raise _Failure(
             f"folder {str(source)!r} holds no image files; pass a folder with PNG/JPEG/... images.", IO_ERROR
         )
-    failed, last = 0, None
+    plan = _plan(source, files, out, args.all, pairs)
+    skipped: list[str] = []
+    last = None
     for file in tqdm(files, unit="image", disable=True if args.no_progress else None):
         try:
             image = _open_image(file)
             last = _degrade_file(
-                image,
-                file,
-                pairs,
-                lambda name, label, f=file: _target(source, f, out, args.all, name, label),
-                args.seed,
-                args.exact,
+                image, file, pairs, lambda name, label, f=file: plan[f][(name, label)], args.seed, args.exact
             )
         except _Failure as failure:
             if source.is_file():
                 raise
             print(f"clear-plugins degrade: skipped: {failure}", file=sys.stderr)
-            failed += 1
-    written = (len(files) - failed) * len(pairs)
+            skipped.append(f"{file}\t{failure}")
+    written = (len(files) - len(skipped)) * len(pairs)
     print(
         f"clear-plugins degrade: wrote {written} image(s)" + (f", the last to {last}" if last else ""),
         file=sys.stderr,
     )
-    if failed:
-        print(
-            f"clear-plugins degrade: {failed} file(s) could not be read or degraded (listed above).",
-            file=sys.stderr,
-        )
-        return IO_ERROR
-    return 0
+    if not skipped:
+        return 0
+    listing = _skipped_list(source, out, args, pairs)
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("".join(line + "\n" for line in skipped), encoding="utf-8")
+    return skipping.finish("degrade", len(skipped), "file(s)", str(listing), args.skip_bad)
 
 
 def _grid(args: argparse.Namespace, out: Path | None) -> int:
@@ -246,6 +313,11 @@ def _grid(args: argparse.Namespace, out: Path | None) -> int:
         raise _Failure(f"{str(source)!r} is not a file; pass an image file to --grid.", IO_ERROR)
     image = _open_image(source)
     target = out if out is not None else source.with_name(f"{source.stem}_grid.png")
+    if target.resolve() == source.resolve():
+        raise _Failure(
+            f"-o {str(target)!r} is the input image: drawing the grid would overwrite it. Pass another -o.",
+            USAGE_ERROR,
+        )
     _save(draw_grid(image, seed=args.seed, cell=args.cell, work_size=args.work_size), target)
     print(f"clear-plugins degrade: wrote the grid to {target}", file=sys.stderr)
     return 0
