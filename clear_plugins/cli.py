@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``clear-plugins`` command line; returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args._argv = list(
+        sys.argv[1:] if argv is None else argv
+    )  # the command line, e.g. to print a resume command
     if args.command is None:
         parser.print_help()
         return 0

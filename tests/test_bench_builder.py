@@ -134,12 +134,15 @@ def test_bad_rows_are_reported_and_left_out_never_replaced_by_the_clean_image(tm
     rows[9]["image"] = "images/missing.png"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    status = main(
-        ["bench", "build", str(source), "-o", str(tmp_path / "out"), "--no-progress", "--shard-size", "16"]
-    )
-    assert status == 0
+    argv = ["bench", "build", str(source), "-o", str(tmp_path / "out"), "--no-progress", "--shard-size", "16"]
+    assert main(argv) == 1  # the same rule as 'clear-plugins degrade': non-zero unless --skip-bad
     err = capsys.readouterr().err
     assert "skipped row 5 (id 'q005')" in err and "skipped row 9 (id 'q009')" in err
+    listed = f"2 row(s) could not be read and were left out; listed in {tmp_path / 'out' / 'manifest.json'}"
+    assert listed in err and "pass --skip-bad" in err
+    assert main([*argv, "--skip-bad"]) == 0  # resumes (every shard done) and accepts the left-out rows
+    err = capsys.readouterr().err
+    assert listed in err and "pass --skip-bad" not in err and "0 shard(s) built, 4 already done" in err
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [(bad["position"], bad["row_id"]) for bad in manifest["bad_rows"]] == [(5, "q005"), (9, "q009")]
     assert "cannot be decoded" in manifest["bad_rows"][0]["reason"]
@@ -224,7 +227,7 @@ def test_changed_settings_need_overwrite(tmp_path, capsys):
     assert main(args) == 0
     assert main([*args, "--seed", "1"]) == 2
     assert "other settings (changed: seed)" in capsys.readouterr().err
-    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    assert main([*args, "--levels", "low", "--seed", "1", "--overwrite"]) == 0
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["settings"]["seed"] == 1
 
 
@@ -312,3 +315,34 @@ def test_exact_runs_the_reference_mean_shift_and_is_recorded(tmp_path, capsys, c
     capsys.readouterr()
     assert main([*args, "-o", str(tmp_path / "fast"), "--exact"]) == 2
     assert "other settings (changed: exact)" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_only_what_the_previous_build_wrote(tmp_path, capsys):
+    source = make_source(tmp_path / "src", "jsonl_paths", rows=4)
+    out = tmp_path / "out"
+    args = ["bench", "build", str(source), "-o", str(out), "--no-progress"]
+    assert main(args) == 0
+    first = json.loads((out / "manifest.json").read_text())
+    mine = [out / "low" / "mine.txt", out / "mid" / "images" / "notes.md", out / "shards" / "keep.json"]
+    mine.append(out / "README.txt")  # outside the build's folders: kept without a word
+    for path in mine:
+        path.write_text("the user's own file")
+    capsys.readouterr()
+    assert main([*args, "--levels", "low", "--seed", "1", "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert all(path.read_text() == "the user's own file" for path in mine)
+    assert "--overwrite kept 3 file(s) the previous build did not write" in err
+    assert all(str(path) in err for path in mine[:3])
+    second = json.loads((out / "manifest.json").read_text())
+    assert second["settings"]["seed"] == 1
+    old_files = {e["file"] for e in first["entries"]} - {e["file"] for e in second["entries"]}
+    assert len(old_files) == 8 and not any((out / name).exists() for name in old_files)
+    assert not (out / "hard").exists() and not (out / "mid" / "vqa.jsonl").exists()
+    assert all((out / e["file"]).is_file() for e in second["entries"])
+
+
+def test_malformed_jsonl_keeps_the_full_json_error_detail(tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text('{"image": "a\tb.png", "question": "q"}\n')
+    assert main(["bench", "build", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.jsonl:1 is not valid JSON (Invalid control character at: line 1 column 13 (char 12))" in err

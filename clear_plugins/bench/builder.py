@@ -1,7 +1,8 @@
 """Build MMD-Bench from a VQA source (App. B): degraded copies per level, in the source's format, plus a manifest.
 
 The rows are split into shards of ``shard_size``; each shard is degraded in-process or in a worker process,
-its images written under ``OUTDIR/<level>/images/`` and a marker under ``OUTDIR/shards/`` written last. A rerun
+its images written under ``OUTDIR/<level>/images/`` and a marker under ``OUTDIR/shards/`` written as soon as that
+shard finishes (whatever the worker count), so an interrupted build keeps every finished shard. A rerun
 skips finished shards and redoes the rest, then writes each level's table ``OUTDIR/<level>/<source name>`` and
 ``OUTDIR/manifest.json``. A row whose image cannot be read is reported and left out of every level.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ class BuildResult:
     shards_skipped: int
     images: int
     bad_rows: list[dict[str, Any]] = field(default_factory=list)
+    kept_files: list[Path] = field(default_factory=list)
+    """Files in the build's folders that ``overwrite`` did not delete, because no previous record listed them."""
 
 
 def _versions() -> dict[str, str]:
@@ -93,32 +95,39 @@ def _shard_tasks(source: SourceTable, config: BenchBuildConfig, indices: list[in
     return tasks
 
 
+class BuildInterrupted(Exception):
+    """The build stopped on Ctrl-C (or SIGTERM turned into ``KeyboardInterrupt``); finished shards are kept.
+
+    ``shards_done`` of ``shards_total`` shards have their markers on disk, so rerunning the same build resumes.
+    """
+
+    def __init__(self, shards_done: int, shards_total: int) -> None:
+        super().__init__(f"interrupted with {shards_done} of {shards_total} shard(s) done")
+        self.shards_done = shards_done
+        self.shards_total = shards_total
+
+
 def _run_pending(tasks: list[ShardTask], workers: int, on_done: Callable[[ShardResult, int], None]) -> None:
     """Run shard tasks in-process (one worker) or on a spawn-context process pool (never inherits torch).
 
-    On an error or Ctrl-C, shards not started yet are cancelled; finished shards keep their markers.
+    Each shard is handed to ``on_done`` (which writes its marker) as soon as it finishes, in completion order.
+    On an error or Ctrl-C the workers are terminated at once; finished shards keep their markers.
     """
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:
             on_done(run_shard(task), len(task.rows))
         return
     sizes = {task.index: len(task.rows) for task in tasks}
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=init_worker,
-    )
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=init_worker)
     try:
-        pending = {pool.submit(run_shard, task) for task in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                result = future.result()
-                on_done(result, sizes[result.index])
+        for result in pool.imap_unordered(run_shard, tasks, chunksize=1):
+            on_done(result, sizes[result.index])
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.terminate()
+        pool.join()
         raise
-    pool.shutdown()
+    pool.close()
+    pool.join()
 
 
 def _progress(config: BenchBuildConfig, total: int, initial: int):
@@ -190,7 +199,10 @@ def _run_shards(
             finished[result.index] = {"entries": result.entries, "bad_rows": result.bad_rows}
             bar.update(rows)
 
-        _run_pending(_shard_tasks(source, config, todo), config.workers, on_done)
+        try:
+            _run_pending(_shard_tasks(source, config, todo), config.workers, on_done)
+        except KeyboardInterrupt:
+            raise BuildInterrupted(len(finished), shard_count) from None
     return dict(sorted(finished.items())), len(todo)
 
 
@@ -217,6 +229,7 @@ def build_benchmark(config: BenchBuildConfig) -> BuildResult:
     """Build (or resume) MMD-Bench for ``config.source`` into ``config.output_dir``.
 
     Raises:
+        BuildInterrupted: Ctrl-C (``KeyboardInterrupt``) during the shards; finished shards are marked.
         ImageInputError: the source cannot be read.
         ClearConfigError: a column or split is missing, or the output folder holds a build with other settings.
     """
@@ -230,7 +243,7 @@ def build_benchmark(config: BenchBuildConfig) -> BuildResult:
         "shard_size": config.shard_size,
         **config.fingerprint(),
     }
-    records.prepare_output(output_dir, build_key, overwrite=config.overwrite)
+    kept = records.prepare_output(output_dir, build_key, overwrite=config.overwrite)
     shards, ran = _run_shards(source, config, build_key)
     entries = [entry for record in shards.values() for entry in record["entries"]]
     bad_rows = [bad for record in shards.values() for bad in record["bad_rows"]]
@@ -261,4 +274,5 @@ def build_benchmark(config: BenchBuildConfig) -> BuildResult:
         shards_skipped=len(shards) - ran,
         images=len(entries),
         bad_rows=bad_rows,
+        kept_files=kept,
     )

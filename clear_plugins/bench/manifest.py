@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from clear_plugins.bench.config import LEVEL_NAMES
 from clear_plugins.errors import ClearConfigError
 
 MANIFEST_NAME = "manifest.json"
@@ -58,12 +59,65 @@ def read_marker(output_dir: Path, index: int, build_key: dict[str, Any]) -> dict
     return record
 
 
-def _level_dirs(output_dir: Path) -> list[Path]:
-    return [output_dir / level for level in ("low", "mid", "hard")]
+def _listed_files(output_dir: Path) -> set[Path]:
+    """The files a previous build in ``output_dir`` says it wrote: its records and every file they list."""
+    root = output_dir.resolve()
+    listed = {output_dir / MANIFEST_NAME, output_dir / BUILD_NAME}
+    records = [output_dir / MANIFEST_NAME, *sorted((output_dir / SHARDS_DIR).glob("shard-*.json"))]
+    for path in records:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        listed.add(path)
+        outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
+        named = [entry.get("file") for entry in record.get("entries") or [] if isinstance(entry, dict)]
+        named += [item.get("file") for item in outputs.values() if isinstance(item, dict)]
+        for name in named:
+            if isinstance(name, str) and (output_dir / name).resolve().is_relative_to(root):
+                listed.add(output_dir / name)
+    return listed
 
 
-def prepare_output(output_dir: Path, build_key: dict[str, Any], *, overwrite: bool) -> None:
+def _file_or_tree(path: Path) -> list[Path]:
+    """``path`` itself, or every file under it when it is a folder (a ``datasets`` table is a folder)."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def discard_previous_build(output_dir: Path) -> list[Path]:
+    """Delete what the previous build in ``output_dir`` wrote, per its manifest and shard markers.
+
+    Only listed files (and their half-written ``.tmp`` twins) are deleted, and folders left empty by that;
+    anything else stays. Returns the files that stay inside the build's folders (``shards/`` and the level
+    folders), for the caller to name in a warning.
+    """
+    listed = _listed_files(output_dir)
+    for path in sorted(listed):
+        for file in _file_or_tree(path) if path.exists() else []:
+            file.unlink()
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        if path.is_dir() and not any(path.rglob("*")):
+            shutil.rmtree(path)
+    kept = []
+    for folder in [output_dir / SHARDS_DIR, *(output_dir / level for level in LEVEL_NAMES)]:
+        if not folder.is_dir():
+            continue
+        kept += [p for p in sorted(folder.rglob("*")) if p.is_file()]
+        for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+            if not any(sub.iterdir()):
+                sub.rmdir()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return kept
+
+
+def prepare_output(output_dir: Path, build_key: dict[str, Any], *, overwrite: bool) -> list[Path]:
     """Check ``output_dir`` against a previous build and record this build's settings.
+
+    With ``overwrite``, a previous build with other settings is discarded by :func:`discard_previous_build`;
+    returns the files it kept (not written by that build), else ``[]``.
 
     Raises:
         ClearConfigError: ``output_dir`` holds a build made with other settings or another source, and
@@ -71,6 +125,7 @@ def prepare_output(output_dir: Path, build_key: dict[str, Any], *, overwrite: bo
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     build_path = output_dir / BUILD_NAME
+    kept: list[Path] = []
     if build_path.is_file():
         previous = json.loads(build_path.read_text(encoding="utf-8"))
         if previous != build_key:
@@ -80,8 +135,6 @@ def prepare_output(output_dir: Path, build_key: dict[str, Any], *, overwrite: bo
                     f"{output_dir} holds a build made with other settings (changed: {', '.join(changed)}); "
                     f"pass another output folder, or --overwrite to discard that build."
                 )
-            for stale in [output_dir / SHARDS_DIR, *_level_dirs(output_dir)]:
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-            (output_dir / MANIFEST_NAME).unlink(missing_ok=True)
+            kept = discard_previous_build(output_dir)
     write_json(build_path, build_key)
+    return kept

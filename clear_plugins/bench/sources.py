@@ -113,7 +113,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ImageInputError(
-                    f"{path}:{number} is not valid JSON ({exc.msg}); fix or remove that line."
+                    f"{path}:{number} is not valid JSON ({exc}); fix or remove that line."
                 ) from exc
             if not isinstance(row, dict):
                 raise ImageInputError(

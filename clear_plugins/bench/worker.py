@@ -55,8 +55,16 @@ class ShardResult:
 
 
 def init_worker() -> None:
-    """Process-pool initializer: one OpenCV thread per worker process (the pool gives the parallelism)."""
+    """Process-pool initializer: one OpenCV thread per worker process (the pool gives the parallelism).
+
+    Workers ignore SIGINT: a Ctrl-C in the terminal reaches the whole process group, and the parent alone
+    handles it (it terminates the workers and says how to resume), so no worker prints a traceback.
+    """
+    import signal
+
     import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     cv2.setNumThreads(1)
 

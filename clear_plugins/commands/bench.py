@@ -7,7 +7,10 @@ SOURCE is a .jsonl/.json, .csv, .parquet or VLMEvalKit-style .tsv file (images a
 bytes or base64), or a folder saved with datasets' save_to_disk. OUTDIR gets one folder per level (low, mid,
 hard) holding the degraded copy in SOURCE's format and its images, and manifest.json (source SHA-256, and per
 image the row id, type, level, intensity, seed and SHA-256). Rerunning the same command resumes: finished
-shards are skipped. Rows whose image cannot be read are reported, listed in the manifest, and left out.
+shards are skipped; each shard is marked done as soon as it finishes, so Ctrl-C (or SIGTERM) stops at once,
+keeps every finished shard and prints the command that resumes. Rows whose image cannot be read are reported,
+listed under bad_rows in manifest.json and left out; the exit status is then 1 unless --skip-bad. --overwrite
+deletes only the files the previous build's manifest and shard markers list; anything else stays (and is named).
 
 --mode sampled (default) gives each row one type, drawn with --weighting and kept at every level; --mode full
 repeats each row for all 16 types, and its id becomes '<id>_<type>'. Every row gets the columns
@@ -20,15 +23,20 @@ manifest, and rebuilding into the same OUTDIR without it (or the other way round
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 from dataclasses import fields
 
 from clear_plugins import cli
+from clear_plugins.commands import skipping
 
 HELP = "Build MMD-Bench from a VQA source, evaluate a model on it, and report."
 
 USAGE_ERROR = 2
 RUN_ERROR = 1
+INTERRUPTED = 130
+"""Exit status after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention)."""
 NOT_BUILT = {
     "evaluate": "Evaluate a model on a built MMD-Bench (per level, per type, per category).",
     "report": "Tables and plots from MMD-Bench evaluation results.",
@@ -54,19 +62,25 @@ def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", dest="output_dir", metavar="OUTDIR", required=True, help=_help("output_dir")
     )
-    parser.add_argument("--mode", choices=MODES, default="sampled", help=_help("mode"))
-    parser.add_argument("--weighting", choices=WEIGHTINGS, default="benchmark", help=_help("weighting"))
-    parser.add_argument("--levels", default="low,mid,hard", help="Comma-separated. " + _help("levels"))
-    parser.add_argument("--seed", type=int, default=0, help=_help("seed"))
+    default = " (default: %(default)s)"
+    parser.add_argument("--mode", choices=MODES, default="sampled", help=_help("mode") + default)
+    parser.add_argument(
+        "--weighting", choices=WEIGHTINGS, default="benchmark", help=_help("weighting") + default
+    )
+    parser.add_argument(
+        "--levels", default="low,mid,hard", help="Comma-separated. " + _help("levels") + default
+    )
+    parser.add_argument("--seed", type=int, default=0, help=_help("seed") + default)
     parser.add_argument("--reference-jpeg", action="store_true", help=_help("reference_jpeg"))
-    parser.add_argument("--jpeg-quality", type=int, default=95, help=_help("jpeg_quality"))
+    parser.add_argument("--jpeg-quality", type=int, default=95, help=_help("jpeg_quality") + default)
     parser.add_argument("--exact", action="store_true", help=_help("exact"))
-    parser.add_argument("--workers", type=int, default=1, help=_help("workers"))
-    parser.add_argument("--shard-size", type=int, default=64, help=_help("shard_size"))
+    parser.add_argument("--workers", type=int, default=1, help=_help("workers") + default)
+    parser.add_argument("--shard-size", type=int, default=64, help=_help("shard_size") + default)
     for role in ("id", "image", "question", "answer"):
         parser.add_argument(f"--{role}-column", default=None, help=_help(f"{role}_column"))
     parser.add_argument("--split", default=None, help=_help("split"))
     parser.add_argument("--overwrite", action="store_true", help=_help("overwrite"))
+    skipping.add_skip_bad_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
@@ -87,9 +101,70 @@ def configure(parser: argparse.ArgumentParser) -> None:
         not_built.set_defaults(_run=cli.not_built(f"bench {name}", "; 'clear-plugins bench build' is"))
 
 
-def _build(args: argparse.Namespace) -> int:
-    from clear_plugins.bench.builder import build_benchmark
+def _config(args: argparse.Namespace):
     from clear_plugins.bench.config import BenchBuildConfig
+
+    return BenchBuildConfig(
+        source=args.source,
+        output_dir=args.output_dir,
+        mode=args.mode,
+        weighting=args.weighting,
+        levels=tuple(level.strip() for level in args.levels.split(",") if level.strip()),
+        seed=args.seed,
+        reference_jpeg=args.reference_jpeg,
+        jpeg_quality=args.jpeg_quality,
+        exact=args.exact,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        id_column=args.id_column,
+        image_column=args.image_column,
+        question_column=args.question_column,
+        answer_column=args.answer_column,
+        split=args.split,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_build(config):
+    """Build with SIGTERM handled like Ctrl-C (the builder then keeps finished shards and stops its workers)."""
+    from clear_plugins.bench.builder import build_benchmark
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return build_benchmark(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _report(result) -> None:
+    for bad in result.bad_rows:
+        print(
+            f"clear-plugins bench build: skipped row {bad['position']} (id {bad['row_id']!r}): {bad['reason']}",
+            file=sys.stderr,
+        )
+    if result.kept_files:
+        names = ", ".join(str(path) for path in result.kept_files)
+        print(
+            f"clear-plugins bench build: warning: --overwrite kept {len(result.kept_files)} file(s) the previous "
+            f"build did not write: {names}",
+            file=sys.stderr,
+        )
+    print(
+        f"clear-plugins bench build: {result.images} images in {result.output_dir} "
+        f"({result.shards_run} shard(s) built, {result.shards_skipped} already done); manifest {result.manifest_path}",
+        file=sys.stderr,
+    )
+    for level, path in result.outputs.items():
+        print(f"  {level}: {path}", file=sys.stderr)
+
+
+def _build(args: argparse.Namespace, argv: list[str]) -> int:
+    from clear_plugins.bench.builder import BuildInterrupted
     from clear_plugins.errors import ClearConfigError, ClearError
 
     if (args.source is None) == (not args.sample):
@@ -100,55 +175,26 @@ def _build(args: argparse.Namespace) -> int:
 
         args.source = str(sample_source())
     try:
-        config = BenchBuildConfig(
-            source=args.source,
-            output_dir=args.output_dir,
-            mode=args.mode,
-            weighting=args.weighting,
-            levels=tuple(level.strip() for level in args.levels.split(",") if level.strip()),
-            seed=args.seed,
-            reference_jpeg=args.reference_jpeg,
-            jpeg_quality=args.jpeg_quality,
-            exact=args.exact,
-            workers=args.workers,
-            shard_size=args.shard_size,
-            id_column=args.id_column,
-            image_column=args.image_column,
-            question_column=args.question_column,
-            answer_column=args.answer_column,
-            split=args.split,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
+        result = _run_build(_config(args))
+    except BuildInterrupted as stop:
+        print(
+            f"clear-plugins bench build: interrupted; {stop.shards_done} of {stop.shards_total} shard(s) are done "
+            f"and kept. Resume with: {shlex.join(['clear-plugins', *argv])}",
+            file=sys.stderr,
         )
-        result = build_benchmark(config)
+        return INTERRUPTED
     except ClearError as exc:
         print(f"clear-plugins bench build: error: {exc}", file=sys.stderr)
         return USAGE_ERROR if isinstance(exc, ClearConfigError) else RUN_ERROR
-    for bad in result.bad_rows:
-        print(
-            f"clear-plugins bench build: skipped row {bad['position']} (id {bad['row_id']!r}): {bad['reason']}",
-            file=sys.stderr,
-        )
-    print(
-        f"clear-plugins bench build: {result.images} images in {result.output_dir} "
-        f"({result.shards_run} shard(s) built, {result.shards_skipped} already done); manifest {result.manifest_path}",
-        file=sys.stderr,
-    )
-    for level, path in result.outputs.items():
-        print(f"  {level}: {path}", file=sys.stderr)
-    if result.bad_rows:
-        print(
-            f"clear-plugins bench build: {len(result.bad_rows)} row(s) could not be read and are left out; they are listed "
-            f"under bad_rows in the manifest.",
-            file=sys.stderr,
-        )
-    return 0
+    _report(result)
+    listed_in = f"{result.manifest_path} (bad_rows)"
+    return skipping.finish("bench build", len(result.bad_rows), "row(s)", listed_in, args.skip_bad)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clear-plugins bench``; returns the exit status."""
     if getattr(args, "bench_command", None) == "build":
-        return _build(args)
+        return _build(args, getattr(args, "_argv", None) or sys.argv[1:])
     print(
         "clear-plugins bench: choose a sub-command: build, evaluate or report (see 'clear-plugins bench --help').",
         file=sys.stderr,
