@@ -46,3 +46,10 @@ class ImageInputError(ClearError, ValueError):
 
 class JudgeError(ClearError):
     """A judge could not score an answer (outage, timeout, unparsable reply)."""
+
+
+class JudgeUnavailableError(JudgeError):
+    """A judge endpoint cannot be reached at all (connection refused, unknown host): retrying at once is futile.
+
+    :class:`~clear_plugins.rewards.judges.FallbackJudge` rests such a judge for its cooldown right away.
+    """

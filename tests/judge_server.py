@@ -17,7 +17,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted response: a chat completion with ``content``, an HTTP error ``status``, or a hang."""
+    """One scripted response: a chat completion with ``content``, an HTTP error ``status``, or a hang.
+
+    ``echo_authorization`` appends the request's ``Authorization`` header (the API key) to the error message or,
+    with status 200, to the reply content: a misbehaving server that leaks the key back to the client.
+    """
 
     content: str = "1.0"
     status: int = 200
@@ -91,7 +95,10 @@ class JudgeServer:
                         message += f"; request had Authorization: {received.headers.get('authorization')}"
                     self._send(reply.status, {"error": {"message": message, "type": "server_error"}})
                     return
-                self._send(200, _completion(body.get("model", ""), reply.content))
+                content = reply.content
+                if reply.echo_authorization:
+                    content += f" (you sent Authorization: {received.headers.get('authorization')})"
+                self._send(200, _completion(body.get("model", ""), content))
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()

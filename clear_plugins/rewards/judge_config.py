@@ -60,8 +60,9 @@ class JudgeConfig:
     max_retries: int = field(
         default=3,
         metadata={
-            "help": "Retries after a failed judge request (timeout, connection error, HTTP 408/409/429/5xx, "
-            "unparsable or out-of-range reply). The OpenAI client's own retries are switched off."
+            "help": "Retries after a failed judge request (timeout, dropped connection, HTTP 408/409/429/5xx, "
+            "unparsable or out-of-range reply). The OpenAI client's own retries are switched off. A refused "
+            "connection or unknown host is never retried: the fallback takes over at once."
         },
     )
     backoff: float = field(
@@ -107,7 +108,8 @@ class JudgeConfig:
     fallback_cooldown: float = field(
         default=300.0,
         metadata={
-            "help": "Seconds the LLM judge is skipped after fallback_after_failures failures in a row."
+            "help": "Seconds the LLM judge is skipped after fallback_after_failures failures in a row, or after "
+            "one failure to reach it at all (connection refused, unknown host)."
         },
     )
 

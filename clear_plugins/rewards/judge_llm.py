@@ -2,9 +2,15 @@
 
 The paper prompts GPT-4.1-mini to rate an answer against the ground truth on a 0-1 scale. :class:`LLMJudge`
 does the same through the ``openai`` client's ``chat.completions`` API, so a hosted model, vLLM, TGI, SGLang
-or llama.cpp's server all work. Failures it can recover from (timeouts, connection errors, HTTP 408/409/429
+or llama.cpp's server all work. Failures it can recover from (timeouts, dropped connections, HTTP 408/409/429
 and 5xx, replies without a score in ``[0, 1]``) are retried with exponential backoff; the client's own retries
-are off, so these are the only ones. What is left raises :class:`~clear_plugins.errors.JudgeError`.
+are off, so these are the only ones. An endpoint that cannot be reached at all (connection refused, unknown
+host) is not retried: :class:`~clear_plugins.errors.JudgeUnavailableError` is raised at once. What is left
+raises :class:`~clear_plugins.errors.JudgeError`.
+
+No exception this module raises carries the ``openai``/``httpx`` exception it came from (no ``__cause__``, no
+``__context__``): those can quote a server's error body, and a server may echo the API key. Messages are
+redacted instead, and name the exception type.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import logging
 import os
 import random
 import re
+import socket
 import time
 from importlib import resources
 from typing import Any
 
 import openai
 
-from clear_plugins.errors import ClearConfigError, JudgeError
+from clear_plugins.errors import ClearConfigError, JudgeError, JudgeUnavailableError
 from clear_plugins.rewards.judge_config import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, JudgeConfig
 
 _LOG = logging.getLogger("clear_plugins.judges")
@@ -176,7 +183,7 @@ class LLMJudge:
         last_error: _RetryableFailure | None = None
         for attempt in range(attempts):
             try:
-                return self._request(messages)
+                return self._request(messages)  # JudgeError (incl. JudgeUnavailableError) propagates at once
             except _RetryableFailure as err:
                 last_error = err
                 if attempt + 1 < attempts:
@@ -193,7 +200,7 @@ class LLMJudge:
             f"The LLM judge {self.model!r} at {self.base_url!r} failed {attempts} time(s); last error: "
             f"{last_error}. Check that the endpoint serves this model, or raise "
             "JudgeConfig.timeout / max_retries; FallbackJudge scores with the rule judge meanwhile."
-        ) from last_error
+        ) from None
 
     def close(self) -> None:
         """Close the HTTP connections of the underlying client."""
@@ -214,24 +221,47 @@ class LLMJudge:
             sampling["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
             sampling["max_tokens"] = self.config.max_tokens
+        failure: Exception | None = None
+        response = None
         try:
             response = self._client.chat.completions.create(model=self.model, messages=messages, **sampling)
         except openai.APIStatusError as err:
-            detail = self._redact(f"HTTP {err.status_code}: {_status_detail(err)}")
-            if err.status_code in _RETRYABLE_STATUS or err.status_code >= 500:
-                raise _RetryableFailure(detail) from err
-            raise JudgeError(
-                f"The LLM judge at {self.base_url!r} refused the request ({detail}). Check the model name "
-                f"{self.model!r} and the API key (${ENV_API_KEY} or ${self.config.api_key_env})."
-            ) from err
-        except openai.APIError as err:  # timeouts, connection errors, malformed response bodies
-            raise _RetryableFailure(self._redact(f"{type(err).__name__}: {err}")) from err
+            failure = self._status_failure(err)
+        except openai.APIConnectionError as err:  # timeouts (a subclass), refused, DNS, dropped connections
+            failure = self._connection_failure(err)
+        except openai.APIError as err:  # malformed response bodies
+            failure = _RetryableFailure(self._redact(f"{type(err).__name__}: {err}"))
+        if failure is not None:
+            raise failure  # outside the except blocks: no __context__ holding the openai exception
         choices = getattr(response, "choices", None) or []
         reply = choices[0].message.content if choices else None
         try:
             return parse_score(reply)
         except JudgeError as err:
-            raise _RetryableFailure(self._redact(str(err))) from err
+            failure = _RetryableFailure(self._redact(str(err)))
+        raise failure
+
+    def _status_failure(self, err: openai.APIStatusError) -> Exception:
+        """The failure for an HTTP error status: retryable for 408/409/429/5xx, else a :class:`JudgeError`."""
+        detail = self._redact(f"HTTP {err.status_code}: {_status_detail(err)}")
+        if err.status_code in _RETRYABLE_STATUS or err.status_code >= 500:
+            return _RetryableFailure(detail)
+        return JudgeError(
+            f"The LLM judge at {self.base_url!r} refused the request ({detail}). Check the model name "
+            f"{self.model!r} and the API key (${ENV_API_KEY} or ${self.config.api_key_env})."
+        )
+
+    def _connection_failure(self, err: openai.APIConnectionError) -> Exception:
+        """Timeouts and dropped connections are retryable; an endpoint that cannot be reached is not."""
+        reason = self._redact(f"{type(err).__name__}: {err}")
+        cause = None if isinstance(err, openai.APITimeoutError) else _unreachable_cause(err)
+        if cause is not None:
+            cause = self._redact(str(cause) or type(cause).__name__)
+            return JudgeUnavailableError(
+                f"The LLM judge at {self.base_url!r} cannot be reached ({cause}): connection refused or unknown "
+                f"host. Start the server or fix JudgeConfig.base_url / ${ENV_BASE_URL}."
+            )
+        return _RetryableFailure(reason)
 
     def _delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (0-based): doubling, capped, with jitter."""
@@ -249,6 +279,25 @@ def _from_env(value: str | None, env: str, name: str, example: str) -> str:
     if not resolved:
         raise ClearConfigError(f"The LLM judge has no {name}; pass {name}=... ({example}) or set ${env}.")
     return resolved
+
+
+def _unreachable_cause(err: BaseException) -> BaseException | None:
+    """The exception in ``err``'s chain saying the host cannot be reached at all, or ``None``.
+
+    That is a refused connection, a failed DNS lookup, or the HTTP transport's ``ConnectError`` (raised before a
+    single byte was sent; the ``openai`` client wraps it in ``APIConnectionError``).
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = err.__cause__ or err.__context__
+    while current is not None and not any(current is s for s in seen):
+        if (
+            isinstance(current, ConnectionRefusedError | socket.gaierror)
+            or type(current).__name__ == "ConnectError"
+        ):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _status_detail(err: openai.APIStatusError) -> str:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from clear_plugins.errors import ClearConfigError, JudgeError
+from clear_plugins.errors import ClearConfigError, JudgeError, JudgeUnavailableError
 from clear_plugins.rewards.judge_config import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, JudgeConfig
 from clear_plugins.rewards.judge_llm import LLMJudge, default_judge_prompt, parse_score
 from clear_plugins.rewards.judge_rules import RuleJudge
@@ -58,7 +58,9 @@ class FallbackJudge:
     The first fallback is logged as a warning on the ``clear_plugins.judges`` logger, later ones at debug
     level; :attr:`fallback_uses` counts them. After ``max_consecutive_failures`` primary failures in a row the
     primary is not called for ``cooldown`` seconds (a warning says so, with the count so far); afterwards
-    it is tried again, and one more failure restarts the cooldown while a success resets the count. Errors
+    it is tried again, and one more failure restarts the cooldown while a success resets the count. A primary
+    that cannot be reached at all (:class:`~clear_plugins.errors.JudgeUnavailableError`: connection refused,
+    unknown host) rests at once, with one warning saying it is down and when it is tried again. Errors
     other than :class:`JudgeError` (bugs) propagate, and so does a :class:`JudgeError` from the fallback.
     Safe to share between threads.
     """
@@ -139,28 +141,42 @@ class FallbackJudge:
 
     def _primary_failed(self, err: JudgeError) -> None:
         """Count a primary failure; warn the first time and whenever a cooldown starts."""
+        down = isinstance(err, JudgeUnavailableError)
         with self._lock:
             self._primary_failures += 1
             self._consecutive_failures += 1
+            if down:  # not transient: rest now, whatever the count
+                self._consecutive_failures = max(self._consecutive_failures, self.max_consecutive_failures)
             first = self._primary_failures == 1
             in_a_row = self._consecutive_failures
             rest = in_a_row >= self.max_consecutive_failures
             if rest:
                 self._resting_until = self._clock() + self.cooldown
             uses = self._fallback_uses + 1
+        name = type(self.primary).__name__
+        if down:
+            _LOG.warning(
+                "Judge %r is down (%s); scoring with %r, and trying it again in %.1f s (at %s).",
+                name,
+                err,
+                type(self.fallback).__name__,
+                self.cooldown,
+                time.strftime("%H:%M:%S", time.localtime(time.time() + self.cooldown)),
+            )
+            return
         if first:
             _LOG.warning(
                 "Judge %r failed (%s); scoring with %r instead. Later fallbacks are logged at DEBUG level.",
-                type(self.primary).__name__,
+                name,
                 err,
                 type(self.fallback).__name__,
             )
         else:
-            _LOG.debug("Judge %r failed (%s); fallback use %d.", type(self.primary).__name__, err, uses)
+            _LOG.debug("Judge %r failed (%s); fallback use %d.", name, err, uses)
         if rest:
             _LOG.warning(
                 "Judge %r failed %d times in a row; skipping it for %.1f s (fallback used %d times so far).",
-                type(self.primary).__name__,
+                name,
                 in_a_row,
                 self.cooldown,
                 uses,
