@@ -16,9 +16,10 @@ class. Several questions are answered one after another (``__call__`` takes list
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from clear_plugins.adapters.base import BackboneAdapter, TextSampling
@@ -144,24 +145,52 @@ class ClearPipeline:
         """Answer one question (``image``, ``str``) or several (two lists of equal length).
 
         Keyword arguments override fields of :class:`PipelineConfig` for this call.
+
+        Raises:
+            TypeError: a keyword is not a :class:`PipelineConfig` field (the message names it and the fields).
+            ClearConfigError: ``images`` or ``questions`` is missing or empty, or the lists differ in length.
         """
-        config = replace(self.config, **overrides) if overrides else self.config
+        config = replace(self.config, **_check_overrides(overrides)) if overrides else self.config
+        if images is None:
+            raise ClearConfigError(
+                "images=None: pass the image to answer about (a PIL image, or a list with one image per question)."
+            )
+        if questions is None:
+            raise ClearConfigError(
+                "questions=None: pass the question text (a str, or a list with one question per image)."
+            )
         if isinstance(questions, str):
+            if isinstance(images, list | tuple):
+                if len(images) != 1:
+                    raise ClearConfigError(
+                        f"got {len(images)} images for one question (questions is a str); pass a list of "
+                        f"{len(images)} questions, one per image, or a single image."
+                    )
+                images = images[0]
             return self.answer(images, questions, config=config)
-        images = list(images)
+        images, questions = _as_list(images, "images"), _as_list(questions, "questions")
         if len(images) != len(questions):
             raise ClearConfigError(
                 f"got {len(images)} images for {len(questions)} questions; pass one image per question."
             )
+        for number, question in enumerate(questions):
+            _check_question(question, f"questions[{number}]")
         return [
             self.answer(image, question, config=config)
             for image, question in zip(images, questions, strict=True)
         ]
 
     def answer(self, image: Any, question: str, *, config: PipelineConfig | None = None) -> PipelineOutput:
-        """Run the restore-then-answer loop for one image and question, without autograd (inference)."""
+        """Run the restore-then-answer loop for one image and question, without autograd (inference).
+
+        Raises:
+            ClearConfigError: ``image`` is ``None`` or ``question`` is not a non-empty string.
+        """
         import torch
 
+        if image is None:
+            raise ClearConfigError("image=None: pass the image to answer about (e.g. a PIL image).")
+        _check_question(question, "question")
         with torch.no_grad():
             return self._answer(image, question, config or self.config)
 
@@ -224,3 +253,37 @@ class ClearPipeline:
         context = self.adapter.bridge(latent, context, mode)
         seconds["bridge"] += time.perf_counter() - tick
         return context, result
+
+
+def _check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` when every key is a :class:`PipelineConfig` field; else a ``TypeError`` naming the key."""
+    names = [f.name for f in fields(PipelineConfig)]
+    for key in overrides:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"unknown keyword argument {key!r}.{hint} Keywords override PipelineConfig fields: "
+                f"{', '.join(names)}."
+            )
+    return overrides
+
+
+def _check_question(question: Any, name: str) -> None:
+    """Raise :class:`ClearConfigError` unless ``question`` is a string with some non-space text."""
+    if not isinstance(question, str):
+        raise ClearConfigError(
+            f"{name} is a {type(question).__name__}, not a str; pass the question text as a string."
+        )
+    if not question.strip():
+        raise ClearConfigError(f"{name}={question!r} is empty; pass the question text to answer.")
+
+
+def _as_list(value: Any, name: str) -> list[Any]:
+    """``value`` as a list when it is a sequence (list, tuple, batch tensor); else a clear error."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise ClearConfigError(
+            f"{name} is a {type(value).__name__}; with several questions pass lists of equal length (one image "
+            f"per question), or a single image with a single question string."
+        )
+    return list(value)
