@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub_parser = sub.add_parser(
             name,
             help=help_text if built else f"{help_text} (not built yet)",
-            description=getattr(module, "__doc__", None) or help_text,
+            description=(getattr(module, "__doc__", None) or help_text)
+            if built
+            else not_built_text(help_text),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if built:
@@ -65,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub_parser.set_defaults(_run=not_built(name))
     return parser
+
+
+def not_built_text(help_text: str) -> str:
+    """The ``--help`` description of a sub-command this version does not provide yet."""
+    return (
+        f"{help_text}\n\nNot built yet in clear-plugins {__version__}: running it only says so and exits "
+        f"{NOT_BUILT_EXIT}. See the README's roadmap and CHANGELOG.md for what this version provides."
+    )
 
 
 def not_built(command: str, hint: str = ""):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import site
 import subprocess
 import sys
 import venv
@@ -35,8 +36,18 @@ def wheel_env(tmp_path_factory):
     )
     (wheel,) = root.glob("clear_plugins-*.whl")
     env_dir = root / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    # A bare venv that sees the packages of the environment running the tests (a venv or not), never the
+    # repository: system_site_packages would show the base interpreter's packages instead of the active venv's.
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    active = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    (Path(purelib) / "_active_environment.pth").write_text("\n".join(active) + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
         check=True,
@@ -119,5 +130,8 @@ def test_unbuilt_subcommands_say_so_and_exit_non_zero(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run(["clear-plugins", "--help"], capture_output=True, text=True)
+    import sysconfig
+
+    script = Path(sysconfig.get_path("scripts")) / "clear-plugins"  # this environment's, whatever PATH says
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "degrade" in result.stdout

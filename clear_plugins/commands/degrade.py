@@ -8,8 +8,9 @@ Examples:
 
 Outputs are PNG (lossless) unless OUT names another format. No output may be an input: such a command is refused.
 In a folder, images sharing a stem (a.png, a.jpg) keep their extension in the output name (a_png.png, a_jpg.png).
-Unreadable files are left out and listed in OUT/skipped.txt; the exit status is then 1 unless --skip-bad. Every image gets the same --seed, so
-clear_plugins.degradations.apply(image, TYPE, LEVEL, seed=SEED) reproduces any output exactly.
+Unreadable files are left out and listed in OUT/skipped.txt; the exit status is then 1 unless --skip-bad.
+Every image gets the same --seed, so clear_plugins.degradations.apply(image, TYPE, LEVEL, seed=SEED) reproduces
+any output exactly.
 """
 
 from __future__ import annotations

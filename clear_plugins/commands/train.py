@@ -36,12 +36,15 @@ def _stage_module(name: str):
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``clear-plugins train`` stages."""
     sub = parser.add_subparsers(dest="train_stage", metavar="STAGE", title="stages")
+    missing = []
     for name, text in STAGES.items():
         module = _stage_module(name)
+        if module is None:
+            missing.append(name)
         stage = sub.add_parser(
             name,
             help=text if module else f"{text} (not built yet)",
-            description=(getattr(module, "__doc__", None) or text) if module else f"{text} (not built yet)",
+            description=(getattr(module, "__doc__", None) or text) if module else cli.not_built_text(text),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if module is None:
@@ -49,6 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         else:
             module.configure(stage)
             stage.set_defaults(_run=module.run)
+    if missing:
+        parser.epilog = f"Not built yet in this version: {', '.join(missing)} (each says so and exits 2)."
 
 
 def run(args: argparse.Namespace) -> int:
