@@ -7,7 +7,7 @@ loads each in a fresh subprocess and reports wall time and peak RSS above the po
 (29.21 GB) + the VAE. The files were just written, so reads come from a warm page cache: real first loads are
 bounded by the disk instead.
 
-Usage: ``python benchmarks/bagel_load.py [--sizes tiny medium]``
+Usage: ``python benchmarks/bagel_load.py [--sizes tiny medium] [--threads N]`` (default 1 thread)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from threads import add_threads_argument, pin  # this script's folder is on sys.path
 
 from clear_plugins.adapters.bagel.configuration_bagel import BagelConfig, flux_vae_config
 from clear_plugins.adapters.bagel.modeling_bagel import BagelForConditionalGeneration
@@ -162,18 +163,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--child", nargs=2, metavar=("DIR", "SIZE"), help=argparse.SUPPRESS)
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    threads = pin(args.threads)
     if args.child:
         print(json.dumps(measure(Path(args.child[0]), args.child[1])))
         return 0
-    print(f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"machine: {threads}, torch {torch.__version__}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sizes:
             directory = Path(tmp) / name
             directory.mkdir()
             write_checkpoint(directory, SIZES[name])
-            child = [sys.executable, __file__, "--child", str(directory), name]
+            child = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(directory),
+                name,
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
             results[name] = json.loads(out.strip().splitlines()[-1])
             report(name, results[name])

@@ -11,8 +11,8 @@ appends a first assistant segment ending in ``<image_restore><|im_end|>``, resto
 
 Sizes: ``tiny`` (the test model, CPU), ``mid`` (LLM hidden 512 × 4 layers, ViT 384 × 4, the real FLUX VAE
 geometry, 256-px images; CPU-friendly, so the ratios mean something) and ``7b`` (BAGEL-7B-MoT shapes, random bf16
-weights; only with CUDA). The text comes from the repository's tiny test tokenizer (``tests/tiny_tokenizer.py``,
-byte-level, 300 tokens), so the prompt is longer in tokens than Qwen2.5's tokenization of the same text.
+weights; only with CUDA). The text comes from the package's tiny tokenizer
+(``clear_plugins.adapters.bagel.testing.tiny_tokenizer``, byte-level, 300 tokens), so the prompt is longer in tokens than Qwen2.5's tokenization of the same text.
 
 Usage: ``python benchmarks/bridge.py [--sizes tiny mid 7b] [--repeats N] [--steps N] [--threads N]``
 """
@@ -21,28 +21,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from threads import add_threads_argument, pin  # this script's folder is on sys.path
 
 from clear_plugins.adapters.bagel.adapter import BagelAdapter
 from clear_plugins.adapters.bagel.configuration_bagel import BagelConfig, flux_vae_config
 from clear_plugins.adapters.bagel.generation import open_segment
 from clear_plugins.adapters.bagel.modeling_bagel import BagelForConditionalGeneration
-from clear_plugins.adapters.bagel.testing import tiny_bagel_config
+from clear_plugins.adapters.bagel.testing import tiny_bagel_config, tiny_tokenizer
 from clear_plugins.bridge import BridgeMode
 from clear_plugins.injection import add_tags
 from clear_plugins.trajectory import RESTORE_TAG, SPECIAL_TAGS, system_prompt
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_tokenizer import tiny_tokenizer
 
 QUESTION = "What does the sign on the wall say?"
 FIRST_SEGMENT = "<think> The image is heavily blurred, so the text on the sign is hard to read. </think>"
@@ -201,10 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", nargs="+", default=["tiny", "mid", "7b"], choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="restore grid points (the paper uses 30)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    print(pin(args.threads))
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     name = torch.cuda.get_device_name(device) if cuda else "no CUDA device"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 from judge_server import JudgeServer, Reply
@@ -135,10 +134,9 @@ def test_llm_judge_does_not_retry_client_errors() -> None:
 
 def test_llm_judge_times_out_a_hanging_server() -> None:
     with JudgeServer(Reply(hang=3.0)) as server:
-        start = time.monotonic()
         with pytest.raises(JudgeError, match=r"Timeout|timed out"):
             fast_judge(server, timeout=0.2, max_retries=0).score("q", "a", "t")
-        assert time.monotonic() - start < 1.5
+        assert len(server.received) == 1
     with JudgeServer(Reply(hang=3.0), Reply("0.5")) as server:
         assert fast_judge(server, timeout=0.2, max_retries=1).score("q", "a", "t") == 0.5
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -176,11 +175,10 @@ def test_problem_names_what_is_wrong():
     ],
     ids=["opens", "restores", "angles", "near-misses", "long-think", "open-images"],
 )
-def test_megabyte_adversarial_strings_parse_fast(text):
+def test_megabyte_adversarial_strings_parse(text):
+    # Their parse time is measured in benchmarks/trajectory_parse.py (no timed assertion here).
     assert len(text) >= 1_000_000
-    start = time.perf_counter()
     parsed = parse(text, max_restores=10**9)
-    assert time.perf_counter() - start < 2.0
     assert parsed.well_formed == text.endswith("</answer>")
 
 
