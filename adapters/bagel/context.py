@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ from .cache import BagelKVCache
 from .sequence import BagelTokenIds, SequenceBuilder
 
 if TYPE_CHECKING:
+    from .encoders import BagelEncoders
     from .modeling_bagel import BagelForConditionalGeneration
 
 
@@ -184,6 +185,17 @@ class BagelContext:
             items=concat_items(self.items, [item]),
             next_logits=None,
         )
+
+
+class BagelParts(Protocol):
+    """What prefill, text generation and restoration read from the adapter (:class:`~.adapter.BagelAdapter`
+    provides it); typed here so those modules never name the facade."""
+
+    model: BagelForConditionalGeneration
+    tokenizer: Any
+    token_ids: BagelTokenIds
+    runner: ContextRunner
+    encoders: BagelEncoders
 
 
 class ContextRunner:

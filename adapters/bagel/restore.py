@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -28,15 +28,12 @@ from clear_plugins.bridge import BridgeMode
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.flow import SDEConfig, ode_step, sde_step, time_grid
 
-from .context import BagelContext, Branch, ContextRunner, LatentItem, VitItem
+from .context import BagelContext, BagelParts, Branch, ContextRunner, LatentItem, VitItem
 from .embeddings import grid_position_ids
 from .generation import close_segment
 from .guidance import BagelGuidance, guided_velocity
 from .image_transforms import to_rgb
 from .packing import TokenKind
-
-if TYPE_CHECKING:
-    from .adapter import BagelAdapter
 
 
 @dataclass
@@ -70,11 +67,17 @@ class BagelRestoreConfig:
         time_grid(self.num_timesteps, self.timestep_shift)
 
 
-def target_grid(adapter: BagelAdapter, context: BagelContext, image: Any) -> tuple[int, int]:
+class RestoreParts(BagelParts, Protocol):
+    """What a restore reads from the adapter: :class:`~.context.BagelParts` and the restore defaults."""
+
+    restore_config: BagelRestoreConfig
+
+
+def target_grid(adapter: RestoreParts, context: BagelContext, image: Any) -> tuple[int, int]:
     """Latent token grid ``(rows, cols)`` of ``image`` after the VAE resize (``None``: the context's image)."""
     if image is None:
         return context.degraded.latent_grid
-    width, height = adapter.vae_transform.spec.target_size(*to_rgb(image).size)
+    width, height = adapter.encoders.vae_transform.spec.target_size(*to_rgb(image).size)
     step = adapter.model.config.latent_downsample
     return height // step, width // step
 
@@ -134,7 +137,7 @@ def velocity(
 
 
 def _grid_and_generator(
-    adapter: BagelAdapter, num_steps: int | None, sde: SDEConfig | None, generator: torch.Generator | None
+    adapter: RestoreParts, num_steps: int | None, sde: SDEConfig | None, generator: torch.Generator | None
 ) -> tuple[Tensor, torch.Generator | None]:
     config = adapter.restore_config
     steps = config.num_timesteps if num_steps is None else num_steps
@@ -150,7 +153,7 @@ def _grid_and_generator(
 
 
 def restore(
-    adapter: BagelAdapter,
+    adapter: RestoreParts,
     context: BagelContext,
     image: Any = None,
     *,
@@ -211,7 +214,7 @@ def restore(
 
 
 def bridge(
-    adapter: BagelAdapter, latent: Latent, context: BagelContext, mode: BridgeMode | str
+    adapter: RestoreParts, latent: Latent, context: BagelContext, mode: BridgeMode | str
 ) -> BagelContext:
     """Append ``latent`` (one image) to ``context`` following ``mode``; returns the new context (module docstring).
 
@@ -223,7 +226,8 @@ def bridge(
             f"bridge takes one image per call, got a Latent with {len(latent.tokens)}; bridge them one by one."
         )
     if mode is BridgeMode.DECODE_REENCODE:
-        tokens = adapter.encode_understanding(adapter.decode_latent(latent))
+        encoders = adapter.encoders
+        tokens = encoders.encode_understanding(encoders.decode_latent(latent))
         item: LatentItem | VitItem = VitItem(tokens.embeds[0], tokens.grids[0])
     else:
         item = LatentItem(latent.tokens[0].to(adapter.runner.device), tuple(latent.grids[0]))
