@@ -29,11 +29,11 @@ from clear_plugins.errors import ClearConfigError
 from clear_plugins.flow import SDEConfig, ode_step, sde_step, time_grid
 
 from .context import BagelContext, BagelParts, Branch, ContextRunner, LatentItem, VitItem
+from .denoise import Denoiser
 from .embeddings import grid_position_ids
 from .generation import close_segment
 from .guidance import BagelGuidance, guided_velocity
 from .image_transforms import to_rgb
-from .packing import TokenKind
 
 
 @dataclass
@@ -91,6 +91,20 @@ def prepare_branches(runner: ContextRunner, context: BagelContext, guidance: Bag
             context.image_uncond = runner.flush(context.image_uncond)
 
 
+def denoiser(
+    runner: ContextRunner, context: BagelContext, grid: tuple[int, int], guidance: BagelGuidance | None
+) -> Denoiser:
+    """The :class:`~.denoise.Denoiser` of a restore: the conditional branch, then the guidance branches
+    ``guidance`` can use (text-uncond, then image-uncond), their pending items forwarded first."""
+    prepare_branches(runner, context, guidance)
+    branches = [context.main]
+    if guidance is not None and guidance.text_scale > 1:
+        branches.append(context.text_uncond)
+        if guidance.image_scale > 1:
+            branches.append(context.image_uncond)
+    return Denoiser(runner, branches, grid)
+
+
 def branch_velocity(
     runner: ContextRunner, branch: Branch, x_t: Tensor, t: float | Tensor, grid: tuple[int, int]
 ) -> Tensor:
@@ -99,14 +113,7 @@ def branch_velocity(
         raise ClearConfigError(
             "the branch has pending items; call prepare_branches(runner, context, guidance) first."
         )
-    builder = runner.builder(branch)
-    builder.add_latent_image(x_t, grid, float(t), noised=True)
-    inputs = builder.build(runner.device)
-    model = runner.model
-    out = model.forward_packed(
-        model.embed_packed(inputs), inputs.layout, past_key_values=branch.cache, use_cache=False
-    )
-    return model.velocity(out.last_hidden_state[inputs.layout.indices(TokenKind.LATENT)]).float()
+    return Denoiser(runner, [branch], grid)(x_t, t)[0]
 
 
 def velocity(
@@ -116,19 +123,23 @@ def velocity(
     t: float | Tensor,
     grid: tuple[int, int],
     guidance: BagelGuidance | None = None,
+    *,
+    prepared: Denoiser | None = None,
 ) -> Tensor:
-    """The (guided) velocity the restore uses at ``(x_t, t)``: re-run it on a recorded step to rescore it."""
-    prepare_branches(runner, context, guidance)
+    """The (guided) velocity the restore uses at ``(x_t, t)``: re-run it on a recorded step to rescore it.
+
+    The branches guidance needs at ``t`` run as one forward; ``prepared`` reuses a restore's prepared
+    :func:`denoiser` (built here when not given).
+    """
+    field = prepared if prepared is not None else denoiser(runner, context, grid, guidance)
     text_scale, image_scale = guidance.scales_at(float(t)) if guidance is not None else (1.0, 1.0)
-    v = branch_velocity(runner, context.main, x_t, t, grid)
     if text_scale <= 1:
-        return v
-    v_text = branch_velocity(runner, context.text_uncond, x_t, t, grid)
-    v_image = branch_velocity(runner, context.image_uncond, x_t, t, grid) if image_scale > 1 else None
+        return field(x_t, t, 1)[0]
+    v = field(x_t, t, 3 if image_scale > 1 else 2)
     return guided_velocity(
-        v,
-        v_text,
-        v_image,
+        v[0],
+        v[1],
+        v[2] if image_scale > 1 else None,
         text_scale=text_scale,
         image_scale=image_scale,
         renorm_type=guidance.renorm_type,
@@ -172,7 +183,7 @@ def restore(
     runner, guidance = adapter.runner, BagelGuidance.coerce(guidance)
     timesteps, generator = _grid_and_generator(adapter, num_steps, sde, generator)
     grid = target_grid(adapter, context, image)
-    prepare_branches(runner, context, guidance)
+    prepared = denoiser(runner, context, grid, guidance)
     n, device = grid[0] * grid[1], runner.device
     x = torch.randn(
         (n, adapter.model.config.patch_latent_dim), generator=generator, device=device, dtype=torch.float32
@@ -183,7 +194,7 @@ def restore(
     keep_graph = torch.is_grad_enabled()
     for k, (t, t_next) in enumerate(pairs):
         with torch.set_grad_enabled(keep_graph and k == len(pairs) - 1):
-            v = velocity(runner, context, x, t, grid, guidance)
+            v = velocity(runner, context, x, t, grid, guidance, prepared=prepared)
             if sde is None:
                 x = ode_step(x, v, t, t_next)
                 continue
