@@ -158,15 +158,29 @@ class BagelAdapter(BackboneAdapter):
         sde: SDEConfig | None = None,
         guidance: BagelGuidance | dict | None = None,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> RestoreResult:
         """Denoise the restored latent conditioned on ``context`` (see :func:`.restore.restore`).
 
         ``num_steps`` defaults to ``restore_config.num_timesteps`` grid points; ``guidance=None`` samples without
         classifier-free guidance (RL rollouts), a :class:`~.guidance.BagelGuidance` guides as Bagel edits.
+        ``noise`` is an explicit initial latent ``[rows·cols, 64]``; otherwise ``generator`` draws it.
         """
         return restoration.restore(
-            self, context, image, num_steps=num_steps, sde=sde, guidance=guidance, generator=generator
+            self,
+            context,
+            image,
+            num_steps=num_steps,
+            sde=sde,
+            guidance=guidance,
+            generator=generator,
+            noise=noise,
         )
+
+    def degraded_latent(self, context: BagelContext, image: Any = None) -> Latent:
+        """The degraded image's latent already in ``context`` (its clean VAE block): what the ``degraded_latent``
+        ablation bridges, with no fresh posterior sample."""
+        return context.degraded.latent
 
     def bridge(self, latent: Latent, context: BagelContext, mode: BridgeMode | str) -> BagelContext:
         """Put ``latent`` into ``context`` following ``mode`` (see :func:`.restore.bridge`)."""

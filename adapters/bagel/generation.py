@@ -46,8 +46,8 @@ def text_segment(adapter: BagelParts, text: str) -> TextItem:
 def start_context(adapter: BagelParts, image: Any, question: str, *, system_prompt: str) -> BagelContext:
     """Prefill system prompt, degraded image (VAE then ViT block) and question; see the module docstring.
 
-    An empty ``system_prompt`` adds no system segment. The text-uncond guidance branch is the cache before the
-    question; the image-uncond branch holds the two texts, pending until a guided restore needs them.
+    An empty ``system_prompt`` adds no system segment. Both text-uncond guidance branches are the cache before the
+    question; the image-uncond branches hold the two texts, pending until a guided restore needs them.
     """
     runner = adapter.runner
     encoders = adapter.encoders
@@ -59,17 +59,20 @@ def start_context(adapter: BagelParts, image: Any, question: str, *, system_prom
     question_item = text_segment(adapter, question)
     text_uncond, _ = runner.forward(runner.empty(), head)
     main, _ = runner.forward(text_uncond, [question_item])
+    texts = runner.empty().plus(*system, question_item)
     return BagelContext(
         main=main,
         text_uncond=text_uncond,
-        image_uncond=runner.empty().plus(*system, question_item),
+        image_uncond=texts,
         degraded=DegradedImage(latent=latent, vit=vit),
         items=concat_items((), [*head, question_item]),
+        official_text_uncond=text_uncond,
+        official_image_uncond=texts,
     )
 
 
 def open_segment(adapter: BagelParts, context: BagelContext) -> BagelContext:
-    """Open an assistant segment (``<|im_start|>``); the text-uncond branch becomes the context before it."""
+    """Open an assistant segment (``<|im_start|>``); CLEAR's text-uncond branch becomes the context before it."""
     if context.segment_open:
         return context
     opened = context.push_text([adapter.token_ids.bos])

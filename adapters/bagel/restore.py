@@ -82,13 +82,28 @@ def target_grid(adapter: RestoreParts, context: BagelContext, image: Any) -> tup
     return height // step, width // step
 
 
+def guidance_branches(context: BagelContext, guidance: BagelGuidance | None) -> list[str]:
+    """Names of the context's branches a restore with ``guidance`` evaluates: ``main``, then the text-uncond and
+    image-uncond branches of ``guidance.uncond_contexts`` when their scales exceed 1."""
+    names = ["main"]
+    if guidance is not None and guidance.text_scale > 1:
+        text, image = guidance.branch_names
+        names.append(text)
+        if guidance.image_scale > 1:
+            names.append(image)
+    for name in names:
+        if getattr(context, name) is None:
+            raise ClearConfigError(
+                f"the context has no {name!r} branch; build it with start_context (or pass "
+                "uncond_contexts='clear')."
+            )
+    return names
+
+
 def prepare_branches(runner: ContextRunner, context: BagelContext, guidance: BagelGuidance | None) -> None:
     """Forward the pending items of the branches a restore needs, in place (the content does not change)."""
-    context.main = runner.flush(context.main)
-    if guidance is not None and guidance.text_scale > 1:
-        context.text_uncond = runner.flush(context.text_uncond)
-        if guidance.image_scale > 1:
-            context.image_uncond = runner.flush(context.image_uncond)
+    for name in guidance_branches(context, guidance):
+        setattr(context, name, runner.flush(getattr(context, name)))
 
 
 def denoiser(
@@ -97,12 +112,7 @@ def denoiser(
     """The :class:`~.denoise.Denoiser` of a restore: the conditional branch, then the guidance branches
     ``guidance`` can use (text-uncond, then image-uncond), their pending items forwarded first."""
     prepare_branches(runner, context, guidance)
-    branches = [context.main]
-    if guidance is not None and guidance.text_scale > 1:
-        branches.append(context.text_uncond)
-        if guidance.image_scale > 1:
-            branches.append(context.image_uncond)
-    return Denoiser(runner, branches, grid)
+    return Denoiser(runner, [getattr(context, name) for name in guidance_branches(context, guidance)], grid)
 
 
 def branch_velocity(
@@ -163,6 +173,22 @@ def _grid_and_generator(
     return timesteps, generator
 
 
+def initial_noise(
+    adapter: RestoreParts, grid: tuple[int, int], generator: torch.Generator | None, noise: Tensor | None
+) -> Tensor:
+    """The fp32 latent at ``t = 1`` on the model's device: ``noise`` checked against the grid, else a draw."""
+    shape = (grid[0] * grid[1], adapter.model.config.patch_latent_dim)
+    device = adapter.runner.device
+    if noise is None:
+        return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+    if tuple(noise.shape) != shape or not bool(torch.isfinite(noise).all()):
+        raise ClearConfigError(
+            f"noise of shape {tuple(noise.shape)} does not fit the restore: pass finite values shaped {shape} "
+            f"(the {grid[0]}x{grid[1]} latent grid × patch_latent_dim), or None to draw it from the generator."
+        )
+    return noise.to(device=device, dtype=torch.float32)
+
+
 def restore(
     adapter: RestoreParts,
     context: BagelContext,
@@ -172,22 +198,23 @@ def restore(
     sde: SDEConfig | None = None,
     guidance: BagelGuidance | dict | None = None,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> RestoreResult:
     """Denoise a restored latent of ``image`` conditioned on ``context`` as given (module docstring): after
     ``generate_text`` stopped on ``<image_restore>`` its segment is already closed by ``<|im_end|>``.
 
     With ``sde`` every step is recorded as an :class:`~clear_plugins.adapters.base.SDERecord` (detached, one
-    log-prob per image). ``generator`` (on the model's device) draws the initial and SDE noise.
+    log-prob per image). ``noise`` ``[rows·cols, 64]`` is the initial latent at ``t = 1`` (default: drawn from
+    ``generator``); ``generator`` (on the model's device) draws the initial noise when none is given and the SDE
+    noise, so G rollouts pass one generator (or one noise tensor) each.
     """
     start = time.perf_counter()
     runner, guidance = adapter.runner, BagelGuidance.coerce(guidance)
     timesteps, generator = _grid_and_generator(adapter, num_steps, sde, generator)
     grid = target_grid(adapter, context, image)
+    x = initial_noise(adapter, grid, generator, noise)
     prepared = denoiser(runner, context, grid, guidance)
     n, device = grid[0] * grid[1], runner.device
-    x = torch.randn(
-        (n, adapter.model.config.patch_latent_dim), generator=generator, device=device, dtype=torch.float32
-    )
     index = torch.zeros(n, dtype=torch.long, device=device)
     steps: list[SDERecord] | None = [] if sde is not None else None
     pairs = list(zip(timesteps[:-1].tolist(), timesteps[1:].tolist(), strict=True))
