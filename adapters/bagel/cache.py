@@ -132,7 +132,9 @@ class BranchSlots:
 
     Per layer and branch the buffer holds the branch's cached keys (values) followed by room for the block; it is
     built on first use, once per restore, and each step only writes the block's new keys/values into the room, so
-    a denoising step copies nothing proportional to the context. The caches themselves are never written.
+    a denoising step copies nothing proportional to the context. The caches themselves are never written. A step
+    that keeps autograd on caches with autograd history (the last step after a differentiable bridge) rebuilds its
+    buffers once under the graph, so gradients reach the cache as they would through a plain concatenation.
     """
 
     def __init__(self, caches: list[BagelKVCache], block: int) -> None:
@@ -141,6 +143,7 @@ class BranchSlots:
         layers = caches[0].num_layers
         self._keys: list[list[torch.Tensor | None]] = [[None] * len(caches) for _ in range(layers)]
         self._values: list[list[torch.Tensor | None]] = [[None] * len(caches) for _ in range(layers)]
+        self._tracked: list[list[bool]] = [[False] * len(caches) for _ in range(layers)]
 
     def write(
         self, layer: int, branch: int, keys: torch.Tensor, values: torch.Tensor
@@ -149,10 +152,15 @@ class BranchSlots:
         ``layer``; returns the whole buffers (cache + block) to attend to."""
         if keys.shape[2] != self.block:
             raise ClearConfigError(f"the slots hold blocks of {self.block} tokens, got {keys.shape[2]}.")
-        if self._keys[layer][branch] is None:
-            past = self.caches[branch].layer(layer)
+        past = self.caches[branch].layer(layer)
+        # built without autograd (earlier steps run without graphs) but now a graph must reach the cache: rebuild
+        track = (
+            past is not None and torch.is_grad_enabled() and (past[0].requires_grad or past[1].requires_grad)
+        )
+        if self._keys[layer][branch] is None or (track and not self._tracked[layer][branch]):
             self._keys[layer][branch] = self._room(None if past is None else past[0], keys)
             self._values[layer][branch] = self._room(None if past is None else past[1], values)
+            self._tracked[layer][branch] = track
         k, v = self._keys[layer][branch], self._values[layer][branch]
         k[:, :, -self.block :] = keys
         v[:, :, -self.block :] = values
