@@ -5,10 +5,13 @@ grid and integrate Bagel's shifted time grid with :mod:`clear_plugins.flow`, one
 interval. Each evaluation forwards one *noised* latent block (``<|vision_start|>`` + ``x_t`` tokens at time ``t`` +
 ``<|vision_end|>``, generation expert) on top of the context's KV cache without writing to it; ``llm2vae`` of its
 final hidden states is the velocity. With :class:`~.guidance.BagelGuidance` the text-uncond and image-uncond
-branches are evaluated too and combined as the official sampler does. Only the last step keeps autograd (when the
-caller enables it): that is the step a training loss reaches through the bridge; earlier steps run without graphs.
+branches are evaluated too, in the same forward (:mod:`.denoise`, prepared once per restore), and combined as the
+official sampler does. Only the last step keeps autograd (when the caller enables it): that is the step a training
+loss reaches through the bridge; earlier steps run without graphs. The initial noise comes from the generator or is
+passed explicitly (``noise``).
 
-Bridge (Sec. 3.3, 4.4): ``bridge`` and ``degraded_latent`` append the given latent as a clean image block
+Bridge (Sec. 3.3, 4.4): ``bridge`` and ``degraded_latent`` (given the degraded image's latent already in the
+context, :meth:`~.adapter.BagelAdapter.degraded_latent`) append the latent as a clean image block
 (``vae2llm`` + timestep embedding at ``t = 0`` + latent position embedding, through the generation expert) — no new
 parameters, differentiable; ``decode_reencode`` decodes to uint8 pixels, applies the real ViT transform and appends
 the ViT block (not differentiable: the pixels are integers).
