@@ -233,6 +233,14 @@ class BackboneAdapter(ABC):
         ``BridgeMode.BRIDGE`` adds no parameters where the backbone has a latent→LLM connector.
         """
 
+    def degraded_latent(self, context: Any, image: Image) -> Latent:
+        """The degraded ``image``'s latent for the ``degraded_latent`` ablation (Sec. 4.4).
+
+        By default it is encoded afresh; an adapter whose context already holds it returns that one (Bagel does),
+        so the ablation bridges exactly what the model was conditioned on.
+        """
+        return self.encode_latent([image])
+
     @abstractmethod
     def decode_latent(self, latent: Latent) -> list[Image]:
         """Decode latents to pixels (for viewing, perceptual metrics and ``decode_reencode``)."""

@@ -22,7 +22,6 @@ import pluggy
 
 if TYPE_CHECKING:
     from clear_plugins.adapters.base import BackboneAdapter
-    from clear_plugins.injection import Injection
 
 PROJECT_NAME = "clear_plugins"
 
@@ -70,10 +69,11 @@ def clear_register_judges(register: Callable[..., None]) -> None:
 
 
 @hookspec(firstresult=True)
-def clear_inject_model(
-    model: Any, tokenizer: Any, adapter: BackboneAdapter, options: Any
-) -> Injection | None:
+def clear_inject_model(model: Any, tokenizer: Any, adapter: BackboneAdapter, options: Any) -> Any:
     """Inject CLEAR into a loaded model and tokenizer; return the :class:`~clear_plugins.injection.Injection`.
+
+    (The spec names the record only in words: the implementation, :mod:`clear_plugins.injection`, imports this
+    module for ``hookimpl``, so importing it back here, even for type hints, would make a cycle.)
 
     The first implementation that returns a value wins, so a backbone plugin can take over injection for its
     model (return ``None`` to decline). The built-in implementation adds the trajectory tags to the tokenizer

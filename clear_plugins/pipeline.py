@@ -43,7 +43,13 @@ class PipelineConfig:
         default="bridge",
         metadata={"help": "bridge (Sec. 3.3), decode_reencode or degraded_latent (ablations, Sec. 4.4)."},
     )
-    max_restores: int = field(default=1, metadata={"help": "Restores allowed per answer, K (App. D: 1)."})
+    max_restores: int = field(
+        default=1,
+        metadata={
+            "help": "Restores allowed per answer, K (App. D: 1). The reference's inferencer stops after "
+            "max_inter_num=3 text rounds, so it allows up to 2 restores."
+        },
+    )
     max_new_tokens: int = field(default=512, metadata={"help": "Text tokens generated per answer, in total."})
     system_prompt: str | None = field(
         default=None, metadata={"help": "System prompt text; None uses the shipped one (App. D structure)."}
@@ -239,7 +245,7 @@ class ClearPipeline:
         """Denoise (except for the degraded-latent ablation) and bridge the latent into the context."""
         tick = time.perf_counter()
         if mode is BridgeMode.DEGRADED_LATENT:
-            result, latent = None, self.adapter.encode_latent([image])
+            result, latent = None, self.adapter.degraded_latent(context, image)
         else:
             guidance = config.guidance
             if isinstance(guidance, str) and guidance == DEFAULT_GUIDANCE:

@@ -114,7 +114,10 @@ def test_each_mode_appends_one_image_block(adapter, image, mode):
         context.num_tokens == before and len(context.main.cache) == cached_before
     )  # the old one is untouched
     assert bridged.text_uncond is bridged.main and not bridged.segment_open
-    assert bridged.image_uncond.pending[-1].num_tokens == item.num_tokens
+    if mode is BridgeMode.DECODE_REENCODE:  # CLEAR's image-uncond branch gains the ViT block ...
+        assert bridged.image_uncond.pending[-1].num_tokens == item.num_tokens
+    else:  # ... and becomes the whole context after a latent block (the reference's deepcopy(gen_context))
+        assert len(bridged.image_uncond.cache) == len(bridged.main.cache) and not bridged.image_uncond.pending
 
 
 @torch.no_grad()

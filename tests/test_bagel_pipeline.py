@@ -147,8 +147,11 @@ def test_inference_guides_and_rollouts_do_not(image):
         with scripted(model, _script(tokenizer, FIRST, SECOND)), forward_lengths(model) as seen:
             out = model.generate(images=image, questions=QUESTION, guidance=guidance)
         assert out.num_restores == 1
-        counts.append(sum(noised for _, noised in seen))
-    assert counts == [3 * 2, 2]  # 3 grid points: 2 velocity evaluations, three branches with CFG
+        counts.append(sum(length for length, noised in seen if noised))
+    assert counts == [
+        3 * 2 * 11,
+        2 * 11,
+    ]  # 3 grid points: 2 velocity evaluations of 11-token blocks, 3 with CFG
 
 
 def test_batched_questions_and_an_unforced_model(image):

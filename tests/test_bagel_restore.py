@@ -109,22 +109,32 @@ def test_no_guidance_rollouts_are_rescored_from_their_records(adapter, context, 
 
 @torch.no_grad()
 def test_guidance_scale_one_or_an_empty_interval_is_no_guidance(adapter, context, image):
+    rows, cols = context.degraded.latent_grid
+    block = rows * cols + 2  # markers + latent tokens
+
     def run(guidance):
+        """The latent, the noised forwards (one per step: the branches are batched) and the blocks they held."""
         with forward_lengths(adapter.model) as seen:
             latent = adapter.restore(context, image, num_steps=STEPS, guidance=guidance, generator=_gen(3))
-        return latent.latent.tokens[0], sum(noised for _, noised in seen)
+        noised = [length for length, is_noised in seen if is_noised]
+        assert all(length % block == 0 for length in noised)
+        return latent.latent.tokens[0], len(noised), sum(length // block for length in noised)
 
-    plain, plain_calls = run(None)
-    assert plain_calls == STEPS - 1  # one velocity evaluation per interval, main branch only
+    plain, plain_calls, plain_blocks = run(None)
+    assert plain_calls == plain_blocks == STEPS - 1  # one velocity evaluation per interval, main branch only
     for off in (BagelGuidance(text_scale=1.0, image_scale=1.0), BagelGuidance(interval=(0.0, 0.0))):
-        latent, calls = run(off)
-        assert torch.equal(latent, plain) and calls == STEPS - 1
-    guided, guided_calls = run(BagelGuidance())
-    assert guided_calls == 3 * (STEPS - 1) and not torch.allclose(guided, plain)
-    text_only, text_calls = run(BagelGuidance(image_scale=1.0))
-    assert text_calls == 2 * (STEPS - 1) and not torch.allclose(text_only, guided)
-    _, late_calls = run(BagelGuidance(interval=(0.8, 1.0)))  # only t = 1 and 6/7 are guided
-    assert late_calls == 3 * 2 + 1
+        latent, calls, blocks = run(off)
+        assert torch.equal(latent, plain) and calls == blocks == STEPS - 1
+    guided, guided_calls, guided_blocks = run(BagelGuidance())
+    assert (
+        guided_calls == STEPS - 1 and guided_blocks == 3 * (STEPS - 1) and not torch.allclose(guided, plain)
+    )
+    text_only, text_calls, text_blocks = run(BagelGuidance(image_scale=1.0))
+    assert (
+        text_calls == STEPS - 1 and text_blocks == 2 * (STEPS - 1) and not torch.allclose(text_only, guided)
+    )
+    _, late_calls, late_blocks = run(BagelGuidance(interval=(0.8, 1.0)))  # only t = 1 and 6/7 are guided
+    assert late_calls == STEPS - 1 and late_blocks == 3 * 2 + 1
 
 
 @torch.no_grad()

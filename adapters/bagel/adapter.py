@@ -1,11 +1,9 @@
-"""``BagelAdapter``: the CLEAR backbone contract for :class:`BagelForConditionalGeneration`.
+"""``BagelAdapter``: the CLEAR backbone contract for :class:`BagelForConditionalGeneration`, as a thin facade.
 
-Images go through the config's transforms (:mod:`.image_transforms`): the ViT path for
-:meth:`BagelAdapter.encode_understanding`, the VAE path for :meth:`BagelAdapter.encode_latent`. Encoding keeps
-autograd as the caller sets it (wrap calls in ``torch.no_grad()`` for inference).
-
-The conversation members delegate: :mod:`.generation` (``start_context``, ``generate_text``), :mod:`.restore`
-(``restore``, ``bridge``), with the context of :mod:`.context` and the guidance of :mod:`.guidance`.
+Every member delegates: :mod:`.encoders` (``encode_understanding``, ``encode_latent``, ``decode_latent``),
+:mod:`.generation` (``start_context``, ``generate_text``), :mod:`.restore` (``restore``, ``bridge``), with the
+context of :mod:`.context` and the guidance of :mod:`.guidance`. Those modules never import this one at run time
+(only for type hints), so following an image through an answer never re-enters the facade.
 """
 
 from __future__ import annotations
@@ -33,9 +31,9 @@ from . import generation
 from . import restore as restoration
 from .batch import IGNORE_INDEX, PackedBatch
 from .context import BagelContext, ContextRunner
-from .embeddings import grid_position_ids, patchify
+from .encoders import BagelEncoders
 from .guidance import BagelGuidance
-from .image_transforms import ImageTransform, tensor_to_pil
+from .image_transforms import ImageTransform
 from .packing import AttnMode, TokenKind
 from .restore import BagelRestoreConfig
 from .sequence import BagelTokenIds
@@ -94,8 +92,7 @@ class BagelAdapter(BackboneAdapter):
                 "tokenizer or token_ids=BagelTokenIds(...) with ids below the vocabulary size."
             )
         self.token_ids: BagelTokenIds = token_ids
-        self.vit_transform = ImageTransform(model.config.vit_transform, "vit_transform")
-        self.vae_transform = ImageTransform(model.config.vae_transform, "vae_transform")
+        self.encoders = BagelEncoders(model)
         self.restore_config = restore_config or BagelRestoreConfig()
         self.default_guidance: BagelGuidance | None = BagelGuidance()
         self.runner = ContextRunner(model, token_ids)
@@ -104,30 +101,21 @@ class BagelAdapter(BackboneAdapter):
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def vit_transform(self) -> ImageTransform:
+        """Resize + normalise before the ViT (see :class:`~.encoders.BagelEncoders`)."""
+        return self.encoders.vit_transform
+
+    @property
+    def vae_transform(self) -> ImageTransform:
+        """Resize + normalise before the VAE (see :class:`~.encoders.BagelEncoders`)."""
+        return self.encoders.vae_transform
+
     def encode_understanding(
         self, images: Sequence[Image], sizes: Sequence[tuple[int, int]] | None = None
     ) -> Tokens:
-        """ViT context embeddings ``[rows·cols, hidden]`` per image (``connector(vit) + vit_pos_embed``).
-
-        ``sizes`` optionally forces each image's ``(width, height)`` (e.g. :func:`matched_vit_size`).
-        """
-        config = self.model.config
-        patch = config.vit_config.patch_size
-        pixels = [
-            self.vit_transform(img, None if sizes is None else sizes[i]) for i, img in enumerate(images)
-        ]
-        grids = [(p.shape[1] // patch, p.shape[2] // patch) for p in pixels]
-        patches = torch.cat([patchify(p, patch) for p in pixels]).to(self._device)
-        embeds = self.model.embed_vit(patches, grids)
-        side = config.vit_max_num_patch_per_side
-        return Tokens(
-            embeds=list(embeds.split([r * c for r, c in grids])),
-            grids=grids,
-            extra={
-                "pixel_sizes": [(p.shape[2], p.shape[1]) for p in pixels],
-                "position_ids": [grid_position_ids(r, c, side) for r, c in grids],
-            },
-        )
+        """ViT context embeddings per image (see :meth:`.encoders.BagelEncoders.encode_understanding`)."""
+        return self.encoders.encode_understanding(images, sizes)
 
     def encode_latent(
         self,
@@ -136,30 +124,12 @@ class BagelAdapter(BackboneAdapter):
         sample: bool | None = None,
         generator: torch.Generator | None = None,
     ) -> Latent:
-        """Patchified VAE latents ``[rows·cols, 64]`` per image (posterior sampled unless ``sample=False``)."""
-        tokens, grids, sizes = [], [], []
-        for image in images:
-            pixels = self.vae_transform(image).to(self._device)
-            latent = self.model.vae_encode(pixels[None], sample=sample, generator=generator)[0]
-            image_tokens, grid = self.model.latent_to_tokens(latent)
-            tokens.append(image_tokens)
-            grids.append(grid)
-            sizes.append((pixels.shape[2], pixels.shape[1]))
-        side = self.model.config.max_latent_size
-        return Latent(
-            tokens=tokens,
-            grids=grids,
-            kind="flow",
-            extra={"pixel_sizes": sizes, "position_ids": [grid_position_ids(r, c, side) for r, c in grids]},
-        )
+        """Patchified VAE latents per image (see :meth:`.encoders.BagelEncoders.encode_latent`)."""
+        return self.encoders.encode_latent(images, sample=sample, generator=generator)
 
     def decode_latent(self, latent: Latent) -> list[Image]:
-        """Decode each latent's tokens to an RGB image (``grid · 16`` pixels per side)."""
-        images = []
-        for tokens, grid in zip(latent.tokens, latent.grids, strict=True):
-            z = self.model.tokens_to_latent(tokens.to(self._device), grid)
-            images.append(tensor_to_pil(self.model.vae_decode(z[None])[0]))
-        return images
+        """Decode each latent to an RGB image (see :meth:`.encoders.BagelEncoders.decode_latent`)."""
+        return self.encoders.decode_latent(latent)
 
     def start_context(self, image: Any, question: str, *, system_prompt: str) -> BagelContext:
         """Prefill system prompt, degraded image (clean VAE block, then ViT block) and question (see
@@ -188,15 +158,29 @@ class BagelAdapter(BackboneAdapter):
         sde: SDEConfig | None = None,
         guidance: BagelGuidance | dict | None = None,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> RestoreResult:
         """Denoise the restored latent conditioned on ``context`` (see :func:`.restore.restore`).
 
         ``num_steps`` defaults to ``restore_config.num_timesteps`` grid points; ``guidance=None`` samples without
         classifier-free guidance (RL rollouts), a :class:`~.guidance.BagelGuidance` guides as Bagel edits.
+        ``noise`` is an explicit initial latent ``[rows·cols, 64]``; otherwise ``generator`` draws it.
         """
         return restoration.restore(
-            self, context, image, num_steps=num_steps, sde=sde, guidance=guidance, generator=generator
+            self,
+            context,
+            image,
+            num_steps=num_steps,
+            sde=sde,
+            guidance=guidance,
+            generator=generator,
+            noise=noise,
         )
+
+    def degraded_latent(self, context: BagelContext, image: Any = None) -> Latent:
+        """The degraded image's latent already in ``context`` (its clean VAE block): what the ``degraded_latent``
+        ablation bridges, with no fresh posterior sample."""
+        return context.degraded.latent
 
     def bridge(self, latent: Latent, context: BagelContext, mode: BridgeMode | str) -> BagelContext:
         """Put ``latent`` into ``context`` following ``mode`` (see :func:`.restore.bridge`)."""

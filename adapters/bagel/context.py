@@ -1,13 +1,21 @@
 """The reasoning context of one Bagel conversation: what it holds, its KV caches, and how it grows.
 
 A :class:`BagelContext` is built by :func:`~.generation.start_context` and grows through text generation and the
-bridge. It keeps three caches (reference §5.7, and the CLEAR reference's interleaved inferencer):
+bridge. It keeps the caches of the classifier-free-guidance branches next to the full one (reference §5.7, the
+CLEAR reference's ``inferencer.py``, ``interleave_reason_tool_condition``, and official Bagel's
+``interleave_inference``; :mod:`.guidance` sets them side by side):
 
 - ``main``: everything — system prompt, the degraded image (clean VAE block, then ViT block), the question, the
   assistant's text segments and every restored image;
-- ``text_uncond``: the classifier-free-guidance branch without the *last* text segment (images kept): before an
-  assistant segment opens it is snapshotted from ``main``, after an image it equals ``main``;
-- ``image_uncond``: the branch without the degraded input image (every text, restored images kept).
+- ``text_uncond`` (CLEAR): the context without the model's own think segment: snapshotted from ``main`` when an
+  assistant segment opens (before it: the context without the question), and equal to ``main`` after an image;
+- ``image_uncond`` (CLEAR): the context without image blocks — every text, the think segments included. After a
+  bridge it holds what the reference's does: a latent (VAE) block makes it the whole ``main`` (the reference's
+  ``edit_cfg_img_context = deepcopy(gen_context)``, so from the second restore on it holds every image); a ViT
+  block (``decode_reencode``) is appended to it;
+- ``official_text_uncond`` / ``official_image_uncond`` (official Bagel): the context before the question (system
+  prompt and images; ``main`` after a bridge) and the input texts alone (system prompt and question): neither
+  holds the model's generated text.
 
 Each cache sits in a :class:`Branch` together with *pending* items: content that belongs to the branch but has not
 been run through the model yet. Pending items are forwarded on first use, together with whatever comes next, so
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -33,6 +41,7 @@ from .cache import BagelKVCache
 from .sequence import BagelTokenIds, SequenceBuilder
 
 if TYPE_CHECKING:
+    from .encoders import BagelEncoders
     from .modeling_bagel import BagelForConditionalGeneration
 
 
@@ -148,12 +157,15 @@ class BagelContext:
 
     Attributes:
         main: the full context's cache and pending items.
-        text_uncond: guidance branch without the last text segment.
-        image_uncond: guidance branch without the degraded input image.
+        text_uncond: CLEAR's text-uncond guidance branch (without the model's own think segment).
+        image_uncond: CLEAR's image-uncond guidance branch (without the image blocks; see the module docstring
+            for what it holds after a bridge).
         degraded: the degraded image's VAE latent and ViT embeddings.
         items: every item of ``main`` in order (text ids, image blocks): the record a re-prefill replays.
         segment_open: whether an assistant text segment is open (``<|im_start|>`` fed, no ``<|im_end|>`` yet).
         next_logits: fp32 ``[vocab]`` logits of the next token when known (``None`` while items are pending).
+        official_text_uncond: official Bagel's text-uncond branch (without the question and generated text).
+        official_image_uncond: official Bagel's image-uncond branch (the system prompt and question only).
     """
 
     main: Branch
@@ -163,6 +175,8 @@ class BagelContext:
     items: tuple[Item, ...]
     segment_open: bool = False
     next_logits: Tensor | None = None
+    official_text_uncond: Branch | None = None
+    official_image_uncond: Branch | None = None
 
     @property
     def text_ids(self) -> list[int]:
@@ -175,7 +189,8 @@ class BagelContext:
         return self.main.num_tokens
 
     def push_text(self, ids: Sequence[int]) -> BagelContext:
-        """A new context with ``ids`` appended to ``main`` and ``image_uncond`` (pending; nothing is run)."""
+        """A new context with ``ids`` appended to ``main`` and ``image_uncond`` (pending; nothing is run); official
+        Bagel's branches hold no generated text."""
         item = TextItem(tuple(int(i) for i in ids))
         return replace(
             self,
@@ -184,6 +199,17 @@ class BagelContext:
             items=concat_items(self.items, [item]),
             next_logits=None,
         )
+
+
+class BagelParts(Protocol):
+    """What prefill, text generation and restoration read from the adapter (:class:`~.adapter.BagelAdapter`
+    provides it); typed here so those modules never name the facade."""
+
+    model: BagelForConditionalGeneration
+    tokenizer: Any
+    token_ids: BagelTokenIds
+    runner: ContextRunner
+    encoders: BagelEncoders
 
 
 class ContextRunner:
@@ -248,15 +274,22 @@ class ContextRunner:
     def append_image(self, context: BagelContext, item: LatentItem | VitItem) -> BagelContext:
         """A new context with the image block ``item`` forwarded into ``main`` (one forward, pending included).
 
-        As in the reference inferencer, the text-uncond branch becomes the new ``main`` and the image-uncond
-        branch receives the block too (without autograd history).
+        As in the CLEAR reference's inferencer, both text-uncond branches become the new ``main``; CLEAR's
+        image-uncond branch becomes the whole new ``main`` after a latent block and receives a ViT block (module
+        docstring); official Bagel's image-uncond branch is left as it is. Guidance branches carry no autograd
+        history.
         """
         main, _ = self.forward(context.main, [item])
+        detached = Branch(main.cache.detach())
+        image_uncond = (
+            detached if isinstance(item, LatentItem) else context.image_uncond.plus(item.detached())
+        )
         return replace(
             context,
             main=main,
             text_uncond=main,
-            image_uncond=context.image_uncond.plus(item.detached()),
+            image_uncond=image_uncond,
+            official_text_uncond=detached,
             items=concat_items(context.items, [item]),
             segment_open=False,
             next_logits=None,

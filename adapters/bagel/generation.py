@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,13 +25,10 @@ from torch import Tensor
 from clear_plugins.adapters.base import TextResult, TextSampling
 from clear_plugins.errors import ClearConfigError
 
-from .context import BagelContext, DegradedImage, LatentItem, TextItem, VitItem, concat_items
-
-if TYPE_CHECKING:
-    from .adapter import BagelAdapter
+from .context import BagelContext, BagelParts, DegradedImage, LatentItem, TextItem, VitItem, concat_items
 
 
-def _tokenizer(adapter: BagelAdapter) -> Any:
+def _tokenizer(adapter: BagelParts) -> Any:
     if adapter.tokenizer is None:
         raise ClearConfigError(
             "this BagelAdapter has no tokenizer, so it cannot read or write text; build it as "
@@ -40,38 +37,42 @@ def _tokenizer(adapter: BagelAdapter) -> Any:
     return adapter.tokenizer
 
 
-def text_segment(adapter: BagelAdapter, text: str) -> TextItem:
+def text_segment(adapter: BagelParts, text: str) -> TextItem:
     """``<|im_start|> text <|im_end|>`` as a :class:`~.context.TextItem` (reference §4)."""
     ids = _tokenizer(adapter).encode(text, add_special_tokens=False)
     return TextItem((adapter.token_ids.bos, *ids, adapter.token_ids.eos))
 
 
-def start_context(adapter: BagelAdapter, image: Any, question: str, *, system_prompt: str) -> BagelContext:
+def start_context(adapter: BagelParts, image: Any, question: str, *, system_prompt: str) -> BagelContext:
     """Prefill system prompt, degraded image (VAE then ViT block) and question; see the module docstring.
 
-    An empty ``system_prompt`` adds no system segment. The text-uncond guidance branch is the cache before the
-    question; the image-uncond branch holds the two texts, pending until a guided restore needs them.
+    An empty ``system_prompt`` adds no system segment. Both text-uncond guidance branches are the cache before the
+    question; the image-uncond branches hold the two texts, pending until a guided restore needs them.
     """
     runner = adapter.runner
-    resized = adapter.vae_transform.resize(image)
-    latent = adapter.encode_latent([resized])
-    vit = adapter.encode_understanding([resized])
+    encoders = adapter.encoders
+    resized = encoders.vae_transform.resize(image)
+    latent = encoders.encode_latent([resized])
+    vit = encoders.encode_understanding([resized])
     system = (text_segment(adapter, system_prompt),) if system_prompt else ()
     head = (*system, LatentItem(latent.tokens[0], latent.grids[0]), VitItem(vit.embeds[0], vit.grids[0]))
     question_item = text_segment(adapter, question)
     text_uncond, _ = runner.forward(runner.empty(), head)
     main, _ = runner.forward(text_uncond, [question_item])
+    texts = runner.empty().plus(*system, question_item)
     return BagelContext(
         main=main,
         text_uncond=text_uncond,
-        image_uncond=runner.empty().plus(*system, question_item),
+        image_uncond=texts,
         degraded=DegradedImage(latent=latent, vit=vit),
         items=concat_items((), [*head, question_item]),
+        official_text_uncond=text_uncond,
+        official_image_uncond=texts,
     )
 
 
-def open_segment(adapter: BagelAdapter, context: BagelContext) -> BagelContext:
-    """Open an assistant segment (``<|im_start|>``); the text-uncond branch becomes the context before it."""
+def open_segment(adapter: BagelParts, context: BagelContext) -> BagelContext:
+    """Open an assistant segment (``<|im_start|>``); CLEAR's text-uncond branch becomes the context before it."""
     if context.segment_open:
         return context
     opened = context.push_text([adapter.token_ids.bos])
@@ -116,7 +117,7 @@ def _stop_window(stop: Sequence[str]) -> int:
     return 4 * max((len(s) for s in stop), default=0) + 1
 
 
-def close_segment(adapter: BagelAdapter, context: BagelContext) -> BagelContext:
+def close_segment(adapter: BagelParts, context: BagelContext) -> BagelContext:
     """Append ``<|im_end|>`` to an open assistant segment (pending); a closed context is returned as is."""
     if not context.segment_open:
         return context
@@ -125,7 +126,7 @@ def close_segment(adapter: BagelAdapter, context: BagelContext) -> BagelContext:
 
 @torch.no_grad()
 def generate_text(
-    adapter: BagelAdapter,
+    adapter: BagelParts,
     context: BagelContext,
     *,
     max_new_tokens: int,
@@ -167,7 +168,7 @@ def generate_text(
     return TextResult(text=text, token_ids=new, stopped_on=None if found is None else found[0], context=ctx)
 
 
-def _decode(tokenizer: Any, ids: Sequence[int], adapter: BagelAdapter) -> str:
+def _decode(tokenizer: Any, ids: Sequence[int], adapter: BagelParts) -> str:
     """Decode generated ids without Bagel's segment/image markers, keeping every other token.
 
     ``skip_special_tokens`` is not used: a tokenizer that already registers the trajectory tags as *special*
@@ -178,9 +179,7 @@ def _decode(tokenizer: Any, ids: Sequence[int], adapter: BagelAdapter) -> str:
     return tokenizer.decode([i for i in ids if i not in markers], skip_special_tokens=False)
 
 
-def score_text(
-    adapter: BagelAdapter, context: BagelContext, ids: Sequence[int]
-) -> tuple[Tensor, BagelContext]:
+def score_text(adapter: BagelParts, context: BagelContext, ids: Sequence[int]) -> tuple[Tensor, BagelContext]:
     """Teacher-forced fp32 logits ``[len(ids), vocab]`` predicting each of ``ids`` after ``context``.
 
     Opens an assistant segment if none is open, keeps autograd as the caller sets it (a loss on answer tokens

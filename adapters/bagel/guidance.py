@@ -1,10 +1,24 @@
 """Classifier-free guidance for Bagel's image-conditioned generation (editing), as the official sampler applies it.
 
-Three contexts are evaluated at each denoising step (reference §5.7):
+Three contexts are evaluated at each denoising step (reference §5.7) — the full (conditional) context → ``v``, a
+*text-uncond* context → ``v_text_uncond`` and an *image-uncond* context → ``v_image_uncond`` — batched into one
+forward (:mod:`.denoise`). What the two unconditional contexts hold is :attr:`BagelGuidance.uncond_contexts`:
 
-- the full (conditional) context → ``v``;
-- *text-uncond*: the context without its last text segment, images kept → ``v_text_uncond``;
-- *image-uncond*: the context without the input image, every text kept → ``v_image_uncond``.
+============================  ==============================================  ==============================================
+branch                        ``"clear"`` (default; CLEAR's ``inferencer.py``)  ``"official"`` (official Bagel's inferencer)
+============================  ==============================================  ==============================================
+text-uncond                   everything but the model's own think segment    system prompt and images: no question, no
+                              (system prompt, images, question)               generated text
+image-uncond                  every text, the think segment included; no      system prompt and question only (no think
+                              image block                                     text, no image)
+after a latent bridge         text-uncond = the whole context; image-uncond   text-uncond = the whole context;
+(``bridge``,                  = the whole context too (the reference's        image-uncond unchanged
+``degraded_latent``)          ``deepcopy(gen_context)``), so a second
+                              restore (K ≥ 2) is image-guided against a
+                              context that holds every image
+after a ViT bridge            text-uncond = the whole context; image-uncond   text-uncond = the whole context;
+(``decode_reencode``)         gains the restored ViT block                    image-uncond unchanged
+============================  ==============================================  ==============================================
 
 Rules of the official sampler (``Bagel.generate_image`` / ``_forward_flow``), restated:
 
@@ -31,6 +45,8 @@ from clear_plugins.errors import ClearConfigError
 
 RENORM_TYPES: Final[tuple[str, ...]] = ("global", "channel", "text_channel")
 """The official renormalisation modes."""
+UNCOND_CONTEXTS: Final[tuple[str, ...]] = ("clear", "official")
+"""What the unconditional branches hold: CLEAR's inferencer or official Bagel's (module docstring)."""
 NORM_EPS: Final[float] = 1e-8
 """Added to the guided norm before dividing (the official sampler's value)."""
 
@@ -75,6 +91,15 @@ class BagelGuidance:
         default=0.0,
         metadata={"help": "Lower clamp of the renorm ratio ‖v‖/‖v_guided‖ (upper clamp is 1); editing: 0."},
     )
+    uncond_contexts: str = field(
+        default="clear",
+        metadata={
+            "help": "What the unconditional branches hold (module docstring): 'clear' follows the CLEAR reference's "
+            "inferencer (text-uncond drops the model's think segment, image-uncond the image blocks); 'official' "
+            "follows official Bagel (text-uncond also drops the question, image-uncond holds only the system "
+            "prompt and question)."
+        },
+    )
 
     def __post_init__(self) -> None:
         """Check each field; errors name the field, its value and the fix."""
@@ -98,6 +123,17 @@ class BagelGuidance:
             )
         if not 0.0 <= self.renorm_min <= 1.0:
             raise ClearConfigError(f"renorm_min={self.renorm_min!r} is invalid: pass a number in [0, 1].")
+        if self.uncond_contexts not in UNCOND_CONTEXTS:
+            raise ClearConfigError(
+                f"uncond_contexts={self.uncond_contexts!r} is unknown: use one of {', '.join(UNCOND_CONTEXTS)}."
+            )
+
+    @property
+    def branch_names(self) -> tuple[str, str]:
+        """The :class:`~.context.BagelContext` attributes of the text-uncond and image-uncond branches."""
+        if self.uncond_contexts == "official":
+            return "official_text_uncond", "official_image_uncond"
+        return "text_uncond", "image_uncond"
 
     @classmethod
     def coerce(cls, value: BagelGuidance | Mapping[str, Any] | None) -> BagelGuidance | None:

@@ -26,10 +26,32 @@ from transformers.models.qwen2.modeling_qwen2 import (
 
 from clear_plugins.errors import ClearConfigError
 
-from .cache import BagelKVCache
+from .cache import BagelKVCache, BranchSlots
 from .packing import PackedLayout, Routing, attention_bias, attention_mask
 
 KV = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class SlotPlan:
+    """A query of several equal blocks, block ``b`` attending (without a mask) to branch ``b`` of ``slots`` and to
+    itself; built once and reused for every denoising step of a restore (:mod:`.denoise`).
+
+    Attributes:
+        layout: the query's layout (blocks in branch order; each block continues its branch's cache).
+        routing: its expert routing.
+        position_embeddings: RoPE ``(cos, sin)`` of the query in expert order.
+        rows: per block, its rows in expert order (``None``: one block, every row).
+        scatter: permutation putting the blocks' attention outputs (concatenated) back in expert order.
+        slots: the per-branch key/value buffers.
+    """
+
+    layout: PackedLayout
+    routing: Routing
+    position_embeddings: KV
+    rows: list[torch.Tensor] | None
+    scatter: torch.Tensor | None
+    slots: BranchSlots
 
 
 class BagelMoTAttention(nn.Module):
@@ -60,10 +82,13 @@ class BagelMoTAttention(nn.Module):
         hidden: torch.Tensor,
         routing: Routing,
         position_embeddings: KV,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         past: KV | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``hidden`` ``[L, H]`` → (output ``[L, H]``, new keys and values ``[1, kv_heads, L, head_dim]``)."""
+        plan: SlotPlan | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``hidden`` ``[L, H]`` in expert order → (output ``[L, H]`` in expert order, the keys and values
+        ``[1, kv_heads, len(past) + L, head_dim]`` of the past followed by the new tokens in sequence order; both
+        ``None`` with a ``plan``, whose buffers receive the new keys and values instead)."""
         length = hidden.shape[0]
         q = routing.apply(hidden, self.q_proj, self.q_proj_moe_gen).view(
             length, self.num_heads, self.head_dim
@@ -75,12 +100,28 @@ class BagelMoTAttention(nn.Module):
         v = v.transpose(0, 1)[None]
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        keys, values = (
-            (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
-        )
         interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        if plan is not None:
+            out, keys, values = self._attend_slots(interface, q, k, v, plan), None, None
+        else:
+            k, v = routing.unsort(k, dim=2), routing.unsort(v, dim=2)
+            keys, values = (
+                (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+            )
+            out = self._attend(interface, q, keys, values, mask)
+        out = out.reshape(length, self.num_heads * self.head_dim)
+        return routing.apply(out, self.o_proj, self.o_proj_moe_gen), keys, values
+
+    def _attend(
+        self,
+        interface: Callable,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         out, _ = interface(
             self,
             q,
@@ -91,8 +132,20 @@ class BagelMoTAttention(nn.Module):
             scaling=self.scaling,
             is_causal=False,
         )
-        out = out.reshape(length, self.num_heads * self.head_dim)
-        return routing.apply(out, self.o_proj, self.o_proj_moe_gen), k, v
+        return out
+
+    def _attend_slots(
+        self, interface: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SlotPlan
+    ) -> torch.Tensor:
+        """Each block of the query attends to its branch's buffer (cache + the block): no mask is needed."""
+        if plan.rows is None:
+            keys, values = plan.slots.write(self.layer_idx, 0, k, v)
+            return self._attend(interface, q, keys, values, None)
+        outs = []
+        for branch, rows in enumerate(plan.rows):
+            keys, values = plan.slots.write(self.layer_idx, branch, k[:, :, rows], v[:, :, rows])
+            outs.append(self._attend(interface, q[:, :, rows], keys, values, None))
+        return torch.cat(outs, dim=1).index_select(1, plan.scatter)
 
 
 class BagelMoTDecoderLayer(GradientCheckpointingLayer):
@@ -118,12 +171,13 @@ class BagelMoTDecoderLayer(GradientCheckpointingLayer):
         hidden: torch.Tensor,
         routing: Routing,
         position_embeddings: KV,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         past: KV | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One layer over ``[L, H]``; also returns this layer's new keys and values."""
+        plan: SlotPlan | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """One layer over ``[L, H]`` in expert order; also returns the keys and values for the cache (past + new)."""
         x = routing.apply(hidden, self.input_layernorm, self.input_layernorm_moe_gen)
-        attn, k, v = self.self_attn(x, routing, position_embeddings, mask, past)
+        attn, k, v = self.self_attn(x, routing, position_embeddings, mask, past, plan)
         hidden = hidden + attn
         x = routing.apply(hidden, self.post_attention_layernorm, self.post_attention_layernorm_moe_gen)
         return hidden + routing.apply(x, self.mlp, self.mlp_moe_gen), k, v
@@ -164,41 +218,77 @@ class BagelMoTModel(nn.Module):
         past_key_values: BagelKVCache | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
+        plan: SlotPlan | None = None,
     ) -> PackedOutput:
         """Run the packed tokens ``[L, H]`` described by ``layout`` on top of ``past_key_values`` (if any).
 
         With ``use_cache`` the new keys/values are appended to ``past_key_values`` (a new cache if ``None``);
-        without it the cache is only read (e.g. a denoising step that must not enter the context).
+        without it the cache is only read (e.g. a denoising step that must not enter the context). With a ``plan``
+        (:meth:`slot_plan`; ``layout`` must be its layout) the blocks attend to the plan's buffers instead.
+
+        Tokens are sorted by expert once (:class:`~.packing.Routing`) and put back in order at the end; no mask
+        is built when every query token sees every key (:meth:`~.cache.BagelKVCache.sees_everything`).
         """
         if inputs_embeds.shape[0] != len(layout):
             raise ClearConfigError(
                 f"inputs_embeds has {inputs_embeds.shape[0]} rows but the layout {len(layout)} tokens."
             )
+        if plan is not None:
+            return self._forward_plan(inputs_embeds, plan)
         cache = past_key_values
-        key_layout = layout if cache is None or cache.layout is None else cache.layout.cat(layout)
-        mask = attention_bias(
-            attention_mask(layout, key_layout), self.config._attn_implementation, inputs_embeds.dtype
-        )
         routing = Routing(layout.gen_mask)
-        position_embeddings = self.rotary_emb(inputs_embeds, layout.position[None])
-        hidden = inputs_embeds
-        states = [hidden] if output_hidden_states else None
-        new_keys, new_values = [], []
+        query = routing.sort_layout(layout)
+        mask = None
+        if not (cache if cache is not None else BagelKVCache(0)).sees_everything(layout):
+            key_layout = layout if cache is None or len(cache) == 0 else cache.layout.cat(layout)
+            mask = attention_bias(
+                attention_mask(query, key_layout), self.config._attn_implementation, inputs_embeds.dtype
+            )
+        position_embeddings = self.rotary_emb(inputs_embeds, query.position[None])
+        hidden = routing.sort(inputs_embeds)
+        states = [inputs_embeds] if output_hidden_states else None
+        all_keys, all_values = [], []
         for i, layer in enumerate(self.layers):
             past = cache.layer(i) if cache is not None else None
-            hidden, k, v = layer(hidden, routing, position_embeddings, mask, past)
-            new_keys.append(k)
-            new_values.append(v)
+            hidden, keys, values = layer(hidden, routing, position_embeddings, mask, past)
+            all_keys.append(keys)
+            all_values.append(values)
             if states is not None:
-                states.append(hidden)
+                states.append(routing.unsort(hidden))
         if use_cache:
             cache = cache if cache is not None else BagelKVCache(len(self.layers))
-            cache.append(new_keys, new_values, layout)
+            cache.extend(all_keys, all_values, layout)
         return PackedOutput(
-            last_hidden_state=routing.apply(hidden, self.norm, self.norm_moe_gen),
+            last_hidden_state=routing.unsort(routing.apply(hidden, self.norm, self.norm_moe_gen)),
             hidden_states=tuple(states) if states is not None else None,
             past_key_values=cache,
         )
+
+    def _forward_plan(self, inputs_embeds: torch.Tensor, plan: SlotPlan) -> PackedOutput:
+        routing = plan.routing
+        hidden = routing.sort(inputs_embeds)
+        for layer in self.layers:
+            hidden, _, _ = layer(hidden, routing, plan.position_embeddings, None, None, plan)
+        return PackedOutput(
+            last_hidden_state=routing.unsort(routing.apply(hidden, self.norm, self.norm_moe_gen))
+        )
+
+    def slot_plan(self, layouts: list[PackedLayout], slots: BranchSlots, like: torch.Tensor) -> SlotPlan:
+        """The :class:`SlotPlan` of equal blocks ``layouts`` (block ``b`` continues branch ``b`` of ``slots``);
+        ``like`` gives the RoPE tables' dtype and device."""
+        layout = layouts[0]
+        for more in layouts[1:]:
+            layout = layout.cat(more)
+        routing = Routing(layout.gen_mask)
+        query = routing.sort_layout(layout)
+        rows, scatter = None, None
+        if len(layouts) > 1:
+            sequence = torch.arange(len(layout), device=layout.kind.device)
+            sorted_rows = routing.inverse if routing.inverse is not None else sequence
+            rows = list(sorted_rows.split([len(part) for part in layouts]))
+            scatter = torch.argsort(torch.cat(rows))
+        position_embeddings = self.rotary_emb(like, query.position[None])
+        return SlotPlan(layout, routing, position_embeddings, rows, scatter, slots)
 
 
 class BagelLanguageModel(nn.Module):

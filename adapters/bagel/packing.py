@@ -209,19 +209,41 @@ def block_diagonal_mask(lengths: list[int], device: torch.device | str | None = 
 
 
 class Routing:
-    """Splits a packed run of tokens between the understanding and generation experts and merges the results."""
+    """Routes a packed run of tokens between the understanding and generation experts, sorting once per forward.
+
+    :meth:`sort` puts the understanding rows first and the generation rows after them (each in sequence order);
+    every routed op then runs each expert on a slice (:meth:`apply`: no gather per op), and :meth:`unsort` restores
+    sequence order once at the end. With a single expert present every step is the identity.
+    """
 
     def __init__(self, gen_mask: torch.Tensor) -> None:
-        self.gen_index = torch.nonzero(gen_mask, as_tuple=False).flatten()
-        self.und_index = torch.nonzero(~gen_mask, as_tuple=False).flatten()
-        self._inverse = torch.argsort(torch.cat([self.und_index, self.gen_index]))
+        self.num_gen = int(gen_mask.sum())
+        self.num_und = int(gen_mask.shape[0]) - self.num_gen
+        self.order: torch.Tensor | None = None
+        self.inverse: torch.Tensor | None = None
+        if self.num_gen and self.num_und:
+            self.order = torch.argsort(gen_mask.to(torch.int8), stable=True)
+            self.inverse = torch.argsort(self.order)
+
+    def sort(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Rows of ``x`` (along ``dim``) in expert order."""
+        return x if self.order is None else x.index_select(dim, self.order)
+
+    def unsort(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Rows of ``x`` (along ``dim``, in expert order) back in sequence order."""
+        return x if self.inverse is None else x.index_select(dim, self.inverse)
+
+    def sort_layout(self, layout: PackedLayout) -> PackedLayout:
+        """``layout`` with its tokens in expert order (what the mask of sorted queries is built from)."""
+        if self.order is None:
+            return layout
+        return replace(layout, **{name: getattr(layout, name)[self.order] for name in _FIELDS})
 
     def apply(self, x: torch.Tensor, und_fn: torch.nn.Module, gen_fn: torch.nn.Module) -> torch.Tensor:
-        """``und_fn`` on understanding rows and ``gen_fn`` on generation rows of ``x`` (first dim = tokens)."""
-        if self.gen_index.numel() == 0:
+        """``und_fn`` on the understanding rows and ``gen_fn`` on the generation rows of ``x`` (in expert order)."""
+        if self.num_gen == 0:
             return und_fn(x)
-        if self.und_index.numel() == 0:
+        if self.num_und == 0:
             return gen_fn(x)
-        und = und_fn(x.index_select(0, self.und_index))
-        gen = gen_fn(x.index_select(0, self.gen_index)).to(und.dtype)
-        return torch.cat([und, gen]).index_select(0, self._inverse)
+        und = und_fn(x[: self.num_und])
+        return torch.cat([und, gen_fn(x[self.num_und :]).to(und.dtype)])

@@ -5,10 +5,13 @@ grid and integrate Bagel's shifted time grid with :mod:`clear_plugins.flow`, one
 interval. Each evaluation forwards one *noised* latent block (``<|vision_start|>`` + ``x_t`` tokens at time ``t`` +
 ``<|vision_end|>``, generation expert) on top of the context's KV cache without writing to it; ``llm2vae`` of its
 final hidden states is the velocity. With :class:`~.guidance.BagelGuidance` the text-uncond and image-uncond
-branches are evaluated too and combined as the official sampler does. Only the last step keeps autograd (when the
-caller enables it): that is the step a training loss reaches through the bridge; earlier steps run without graphs.
+branches are evaluated too, in the same forward (:mod:`.denoise`, prepared once per restore), and combined as the
+official sampler does. Only the last step keeps autograd (when the caller enables it): that is the step a training
+loss reaches through the bridge; earlier steps run without graphs. The initial noise comes from the generator or is
+passed explicitly (``noise``).
 
-Bridge (Sec. 3.3, 4.4): ``bridge`` and ``degraded_latent`` append the given latent as a clean image block
+Bridge (Sec. 3.3, 4.4): ``bridge`` and ``degraded_latent`` (given the degraded image's latent already in the
+context, :meth:`~.adapter.BagelAdapter.degraded_latent`) append the latent as a clean image block
 (``vae2llm`` + timestep embedding at ``t = 0`` + latent position embedding, through the generation expert) — no new
 parameters, differentiable; ``decode_reencode`` decodes to uint8 pixels, applies the real ViT transform and appends
 the ViT block (not differentiable: the pixels are integers).
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -28,15 +31,12 @@ from clear_plugins.bridge import BridgeMode
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.flow import SDEConfig, ode_step, sde_step, time_grid
 
-from .context import BagelContext, Branch, ContextRunner, LatentItem, VitItem
+from .context import BagelContext, BagelParts, Branch, ContextRunner, LatentItem, VitItem
+from .denoise import Denoiser
 from .embeddings import grid_position_ids
 from .generation import close_segment
 from .guidance import BagelGuidance, guided_velocity
 from .image_transforms import to_rgb
-from .packing import TokenKind
-
-if TYPE_CHECKING:
-    from .adapter import BagelAdapter
 
 
 @dataclass
@@ -70,22 +70,52 @@ class BagelRestoreConfig:
         time_grid(self.num_timesteps, self.timestep_shift)
 
 
-def target_grid(adapter: BagelAdapter, context: BagelContext, image: Any) -> tuple[int, int]:
+class RestoreParts(BagelParts, Protocol):
+    """What a restore reads from the adapter: :class:`~.context.BagelParts` and the restore defaults."""
+
+    restore_config: BagelRestoreConfig
+
+
+def target_grid(adapter: RestoreParts, context: BagelContext, image: Any) -> tuple[int, int]:
     """Latent token grid ``(rows, cols)`` of ``image`` after the VAE resize (``None``: the context's image)."""
     if image is None:
         return context.degraded.latent_grid
-    width, height = adapter.vae_transform.spec.target_size(*to_rgb(image).size)
+    width, height = adapter.encoders.vae_transform.spec.target_size(*to_rgb(image).size)
     step = adapter.model.config.latent_downsample
     return height // step, width // step
 
 
+def guidance_branches(context: BagelContext, guidance: BagelGuidance | None) -> list[str]:
+    """Names of the context's branches a restore with ``guidance`` evaluates: ``main``, then the text-uncond and
+    image-uncond branches of ``guidance.uncond_contexts`` when their scales exceed 1."""
+    names = ["main"]
+    if guidance is not None and guidance.text_scale > 1:
+        text, image = guidance.branch_names
+        names.append(text)
+        if guidance.image_scale > 1:
+            names.append(image)
+    for name in names:
+        if getattr(context, name) is None:
+            raise ClearConfigError(
+                f"the context has no {name!r} branch; build it with start_context (or pass "
+                "uncond_contexts='clear')."
+            )
+    return names
+
+
 def prepare_branches(runner: ContextRunner, context: BagelContext, guidance: BagelGuidance | None) -> None:
     """Forward the pending items of the branches a restore needs, in place (the content does not change)."""
-    context.main = runner.flush(context.main)
-    if guidance is not None and guidance.text_scale > 1:
-        context.text_uncond = runner.flush(context.text_uncond)
-        if guidance.image_scale > 1:
-            context.image_uncond = runner.flush(context.image_uncond)
+    for name in guidance_branches(context, guidance):
+        setattr(context, name, runner.flush(getattr(context, name)))
+
+
+def denoiser(
+    runner: ContextRunner, context: BagelContext, grid: tuple[int, int], guidance: BagelGuidance | None
+) -> Denoiser:
+    """The :class:`~.denoise.Denoiser` of a restore: the conditional branch, then the guidance branches
+    ``guidance`` can use (text-uncond, then image-uncond), their pending items forwarded first."""
+    prepare_branches(runner, context, guidance)
+    return Denoiser(runner, [getattr(context, name) for name in guidance_branches(context, guidance)], grid)
 
 
 def branch_velocity(
@@ -96,14 +126,7 @@ def branch_velocity(
         raise ClearConfigError(
             "the branch has pending items; call prepare_branches(runner, context, guidance) first."
         )
-    builder = runner.builder(branch)
-    builder.add_latent_image(x_t, grid, float(t), noised=True)
-    inputs = builder.build(runner.device)
-    model = runner.model
-    out = model.forward_packed(
-        model.embed_packed(inputs), inputs.layout, past_key_values=branch.cache, use_cache=False
-    )
-    return model.velocity(out.last_hidden_state[inputs.layout.indices(TokenKind.LATENT)]).float()
+    return Denoiser(runner, [branch], grid)(x_t, t)[0]
 
 
 def velocity(
@@ -113,19 +136,23 @@ def velocity(
     t: float | Tensor,
     grid: tuple[int, int],
     guidance: BagelGuidance | None = None,
+    *,
+    prepared: Denoiser | None = None,
 ) -> Tensor:
-    """The (guided) velocity the restore uses at ``(x_t, t)``: re-run it on a recorded step to rescore it."""
-    prepare_branches(runner, context, guidance)
+    """The (guided) velocity the restore uses at ``(x_t, t)``: re-run it on a recorded step to rescore it.
+
+    The branches guidance needs at ``t`` run as one forward; ``prepared`` reuses a restore's prepared
+    :func:`denoiser` (built here when not given).
+    """
+    field = prepared if prepared is not None else denoiser(runner, context, grid, guidance)
     text_scale, image_scale = guidance.scales_at(float(t)) if guidance is not None else (1.0, 1.0)
-    v = branch_velocity(runner, context.main, x_t, t, grid)
     if text_scale <= 1:
-        return v
-    v_text = branch_velocity(runner, context.text_uncond, x_t, t, grid)
-    v_image = branch_velocity(runner, context.image_uncond, x_t, t, grid) if image_scale > 1 else None
+        return field(x_t, t, 1)[0]
+    v = field(x_t, t, 3 if image_scale > 1 else 2)
     return guided_velocity(
-        v,
-        v_text,
-        v_image,
+        v[0],
+        v[1],
+        v[2] if image_scale > 1 else None,
         text_scale=text_scale,
         image_scale=image_scale,
         renorm_type=guidance.renorm_type,
@@ -134,7 +161,7 @@ def velocity(
 
 
 def _grid_and_generator(
-    adapter: BagelAdapter, num_steps: int | None, sde: SDEConfig | None, generator: torch.Generator | None
+    adapter: RestoreParts, num_steps: int | None, sde: SDEConfig | None, generator: torch.Generator | None
 ) -> tuple[Tensor, torch.Generator | None]:
     config = adapter.restore_config
     steps = config.num_timesteps if num_steps is None else num_steps
@@ -149,8 +176,24 @@ def _grid_and_generator(
     return timesteps, generator
 
 
+def initial_noise(
+    adapter: RestoreParts, grid: tuple[int, int], generator: torch.Generator | None, noise: Tensor | None
+) -> Tensor:
+    """The fp32 latent at ``t = 1`` on the model's device: ``noise`` checked against the grid, else a draw."""
+    shape = (grid[0] * grid[1], adapter.model.config.patch_latent_dim)
+    device = adapter.runner.device
+    if noise is None:
+        return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+    if tuple(noise.shape) != shape or not bool(torch.isfinite(noise).all()):
+        raise ClearConfigError(
+            f"noise of shape {tuple(noise.shape)} does not fit the restore: pass finite values shaped {shape} "
+            f"(the {grid[0]}x{grid[1]} latent grid × patch_latent_dim), or None to draw it from the generator."
+        )
+    return noise.to(device=device, dtype=torch.float32)
+
+
 def restore(
-    adapter: BagelAdapter,
+    adapter: RestoreParts,
     context: BagelContext,
     image: Any = None,
     *,
@@ -158,29 +201,30 @@ def restore(
     sde: SDEConfig | None = None,
     guidance: BagelGuidance | dict | None = None,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> RestoreResult:
     """Denoise a restored latent of ``image`` conditioned on ``context`` as given (module docstring): after
     ``generate_text`` stopped on ``<image_restore>`` its segment is already closed by ``<|im_end|>``.
 
     With ``sde`` every step is recorded as an :class:`~clear_plugins.adapters.base.SDERecord` (detached, one
-    log-prob per image). ``generator`` (on the model's device) draws the initial and SDE noise.
+    log-prob per image). ``noise`` ``[rows·cols, 64]`` is the initial latent at ``t = 1`` (default: drawn from
+    ``generator``); ``generator`` (on the model's device) draws the initial noise when none is given and the SDE
+    noise, so G rollouts pass one generator (or one noise tensor) each.
     """
     start = time.perf_counter()
     runner, guidance = adapter.runner, BagelGuidance.coerce(guidance)
     timesteps, generator = _grid_and_generator(adapter, num_steps, sde, generator)
     grid = target_grid(adapter, context, image)
-    prepare_branches(runner, context, guidance)
+    x = initial_noise(adapter, grid, generator, noise)
+    prepared = denoiser(runner, context, grid, guidance)
     n, device = grid[0] * grid[1], runner.device
-    x = torch.randn(
-        (n, adapter.model.config.patch_latent_dim), generator=generator, device=device, dtype=torch.float32
-    )
     index = torch.zeros(n, dtype=torch.long, device=device)
     steps: list[SDERecord] | None = [] if sde is not None else None
     pairs = list(zip(timesteps[:-1].tolist(), timesteps[1:].tolist(), strict=True))
     keep_graph = torch.is_grad_enabled()
     for k, (t, t_next) in enumerate(pairs):
         with torch.set_grad_enabled(keep_graph and k == len(pairs) - 1):
-            v = velocity(runner, context, x, t, grid, guidance)
+            v = velocity(runner, context, x, t, grid, guidance, prepared=prepared)
             if sde is None:
                 x = ode_step(x, v, t, t_next)
                 continue
@@ -211,7 +255,7 @@ def restore(
 
 
 def bridge(
-    adapter: BagelAdapter, latent: Latent, context: BagelContext, mode: BridgeMode | str
+    adapter: RestoreParts, latent: Latent, context: BagelContext, mode: BridgeMode | str
 ) -> BagelContext:
     """Append ``latent`` (one image) to ``context`` following ``mode``; returns the new context (module docstring).
 
@@ -223,7 +267,8 @@ def bridge(
             f"bridge takes one image per call, got a Latent with {len(latent.tokens)}; bridge them one by one."
         )
     if mode is BridgeMode.DECODE_REENCODE:
-        tokens = adapter.encode_understanding(adapter.decode_latent(latent))
+        encoders = adapter.encoders
+        tokens = encoders.encode_understanding(encoders.decode_latent(latent))
         item: LatentItem | VitItem = VitItem(tokens.embeds[0], tokens.grids[0])
     else:
         item = LatentItem(latent.tokens[0].to(adapter.runner.device), tuple(latent.grids[0]))
