@@ -161,6 +161,9 @@ class BackboneAdapter(ABC):
 
     model_types: ClassVar[tuple[str, ...]] = ()
     image_policy: ClassVar[ImagePolicy] = "flow"
+    default_tag_mode: ClassVar[str] = "token"
+    """The tag mode :func:`~clear_plugins.injection.inject` uses when neither its options nor the model config
+    name one (:mod:`clear_plugins.tags`)."""
     default_guidance: Any = None
     """The guidance :class:`~clear_plugins.pipeline.ClearPipeline` uses at inference when asked for
     ``"default"`` (Bagel: its editing classifier-free guidance); ``None`` when the backbone has none."""

@@ -74,6 +74,7 @@ class BagelAdapter(BackboneAdapter):
 
     model_types: ClassVar[tuple[str, ...]] = ("clear_bagel",)
     image_policy: ClassVar[ImagePolicy] = "flow"
+    default_tag_mode: ClassVar[str] = "text"
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from clear_plugins.errors import ClearConfigError
+from clear_plugins.tags import check_tag_mode
 
 from .image_transforms import ResizeSpec
 
@@ -96,6 +97,8 @@ class BagelConfig(PreTrainedConfig):
         timestep_shift: shift applied to training timesteps (1.0 = none, the official training value).
         vit_transform / vae_transform: ``{max_size, min_size, stride, max_pixels}`` of each image path.
         vae_sample_posterior: sample the VAE posterior on encode (official); False takes its mean.
+        clear_tag_mode: how the trajectory tags are held (:mod:`clear_plugins.tags`): ``"text"`` (plain BPE text,
+            as the CLEAR reference; the default) or ``"token"`` (one added token per tag).
     """
 
     model_type: ClassVar[str] = "clear_bagel"
@@ -116,6 +119,7 @@ class BagelConfig(PreTrainedConfig):
     vae_transform: dict | None = None
     vae_sample_posterior: bool = True
     tie_word_embeddings: bool = False
+    clear_tag_mode: str = "text"
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -135,6 +139,7 @@ class BagelConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        check_tag_mode(self.clear_tag_mode)
         llm, vit = self.llm_config, self.vit_config
         if llm.qk_norm is not True or llm.layer_module != MOT_LAYER_MODULE:
             raise ClearConfigError(
