@@ -124,8 +124,7 @@ def get_preset(name: str) -> BagelPreset:
 
 def clipped_spec(max_size: int, min_size: int, stride: int, max_pixels: int, largest: int) -> ResizeSpec:
     """A resize spec whose sides never exceed ``largest`` px (the model's position table), strides kept."""
-    top = max(stride, min(max_size, largest) // stride * stride)
-    return ResizeSpec(max_size=top, min_size=min(min_size, top), stride=stride, max_pixels=max_pixels)
+    return ResizeSpec(max_size, min(min_size, max_size), stride, max_pixels).clipped(largest)
 
 
 def apply_preset(adapter: BagelAdapter, preset: str | BagelPreset) -> dict[str, Any]:
