@@ -170,6 +170,8 @@ class BackboneAdapter(ABC):
 
     presets: ClassVar[tuple[str, ...]] = ()
     """Names :meth:`apply_preset` accepts (backbone-specific restore settings); empty when there are none."""
+    default_preset: ClassVar[str | None] = None
+    """The preset ``clear-plugins answer`` and ``serve`` apply unless told otherwise (``None``: none)."""
 
     def __init__(self, model: Any, tokenizer: Any = None) -> None:
         self.model = model

@@ -77,6 +77,7 @@ class BagelAdapter(BackboneAdapter):
     image_policy: ClassVar[ImagePolicy] = "flow"
     default_tag_mode: ClassVar[str] = "text"
     presets: ClassVar[tuple[str, ...]] = tuple(PRESETS)
+    default_preset: ClassVar[str | None] = DEFAULT_PRESET
 
     def __init__(
         self,
