@@ -101,8 +101,8 @@ class PipelineOutput:
         restored_images: decoded restored images (only with ``decode_restored=True``).
         restore_results: the adapter's :class:`~clear_plugins.adapters.base.RestoreResult` of each restore.
         seconds: wall-clock time per phase: ``prefill``, ``text``, ``restore``, ``bridge``, ``total``.
-        events: the trajectory in order, JSON-ready: ``{"type": "text", "text", "seconds", "stopped_on"}`` for each
-            generated piece and ``{"type": "restore", "index", "seconds", "bridge_seconds", "bridge_mode",
+        events: the trajectory in order, JSON-ready: ``{"type": "text", "text", "seconds", "stopped_on", "tokens"}`` for each
+            generated piece (with its ``tokens`` count) and ``{"type": "restore", "index", "seconds", "bridge_seconds", "bridge_mode",
             "num_steps"}`` for each restore (``num_steps`` is ``None`` for the degraded-latent ablation).
     """
 
@@ -202,7 +202,13 @@ class ClearPipeline:
             elapsed = time.perf_counter() - tick
             seconds["text"] += elapsed
             events.append(
-                {"type": "text", "text": result.text, "seconds": elapsed, "stopped_on": result.stopped_on}
+                {
+                    "type": "text",
+                    "text": result.text,
+                    "seconds": elapsed,
+                    "stopped_on": result.stopped_on,
+                    "tokens": len(result.token_ids),
+                }
             )
             text, context = text + result.text, result.context
             budget -= max(len(result.token_ids), 1)
