@@ -57,7 +57,7 @@ class PipelineConfig:
         default=DEFAULT_GUIDANCE,
         metadata={
             "help": "Classifier-free guidance of restores: 'default' uses the adapter's inference guidance (its "
-            "`default_guidance` attribute, e.g. Bagel's editing CFG; none when it has no such attribute), None "
+            "`default_guidance` attribute, e.g. Bagel's clear_eval preset CFG; none when it has none), None "
             "samples without guidance (RL rollouts, SPEC Stage 2; the default when `sde` is set), or a "
             "backbone-specific guidance object."
         },
