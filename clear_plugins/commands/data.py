@@ -191,14 +191,39 @@ def build_config(args: argparse.Namespace):
     )
 
 
+def _model_class(spec: str | None):
+    import importlib
+
+    from clear_plugins.errors import ClearConfigError
+
+    if spec is None:
+        from transformers import AutoModel
+
+        return AutoModel
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ClearConfigError(
+            f"--probe-model-class {spec!r} names no importable class; write it as package.module:ClassName."
+        ) from None
+
+
 def _prober(args: argparse.Namespace, config):
-    from transformers import AutoModel, AutoTokenizer
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
 
     from clear_plugins.data.probe import PipelineProber
+    from clear_plugins.errors import ClearConfigError
     from clear_plugins.pipeline import ClearPipeline
 
+    if not Path(args.probe_model).is_dir():
+        raise ClearConfigError(
+            f"--probe-model {args.probe_model!r} is not a folder; pass a local model folder (nothing is downloaded)."
+        )
     options = {"local_files_only": True, "trust_remote_code": args.trust_remote_code}
-    model = AutoModel.from_pretrained(args.probe_model, **options).eval()
+    model = _model_class(args.probe_model_class).from_pretrained(args.probe_model, **options).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.probe_model, **options)
     return PipelineProber(
         ClearPipeline.from_model(model, tokenizer),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -99,8 +100,19 @@ def _add_usage(out: Path, usage: Usage | None) -> dict[str, Any]:
     return total
 
 
-def _checker(stop: threading.Event) -> Callable[..., None]:
-    def check(*_: Any) -> None:
+def _bar(config: DataBuildConfig, stage: str, total: int | None) -> Any:
+    """A tqdm bar on stderr, shown only on a terminal and when ``config.progress`` is on."""
+    from tqdm.auto import tqdm
+
+    shown = config.progress and sys.stderr.isatty()
+    return tqdm(total=total, desc=f"data build: {stage}", unit="sample", disable=not shown, leave=False)
+
+
+def _checker(stop: threading.Event, bar: Any) -> Callable[..., None]:
+    """A per-unit callback: advance ``bar``; raise :class:`BuildInterrupted` once ``stop`` is set."""
+
+    def check(count: int = 1) -> None:
+        bar.update(count)
         if stop.is_set():
             raise BuildInterrupted("a stop was requested; finished work is saved, rerun to continue")
 
@@ -125,12 +137,20 @@ def build_dataset(
     """
     stop = stop or threading.Event()
     out = _prepare(config)
-    check = _checker(stop)
     try:
-        samples, bad = sample_stage(config, StageCache(out / "stages/sample.jsonl"), on_row=check)
-        probes = probe_stage(
-            config, samples, prober, judge, StageCache(out / "stages/probe.jsonl"), on_batch=check
-        )
+        with _bar(config, "sample", config.num_samples) as bar:
+            samples, bad = sample_stage(
+                config, StageCache(out / "stages/sample.jsonl"), on_row=_checker(stop, bar)
+            )
+        with _bar(config, "probe", len(samples)) as bar:
+            probes = probe_stage(
+                config,
+                samples,
+                prober,
+                judge,
+                StageCache(out / "stages/probe.jsonl"),
+                on_batch=_checker(stop, bar),
+            )
     except BuildInterrupted as exc:
         return BuildReport("incomplete", str(exc), out)
     by_id = {p["id"]: p for p in probes}
@@ -142,9 +162,10 @@ def build_dataset(
             return BuildReport("dry-run", "dry run: the offline writer sends nothing", out)
         return BuildReport("dry-run", dry_run(items, writer, config.endpoint.log_payloads), out)
     traces = StageCache(out / "stages/traces.jsonl")
-    stage = TraceStage(config, writer, judge, traces, stop=stop)
     try:
-        stage.run(items, config.endpoint.concurrency if client is not None else 1)
+        with _bar(config, "traces", len(items)) as bar:
+            stage = TraceStage(config, writer, judge, traces, stop=stop, on_done=bar.update)
+            stage.run(items, config.endpoint.concurrency if client is not None else 1)
     finally:
         usage = _add_usage(out, client.usage() if client is not None else None)
         if client is not None:
