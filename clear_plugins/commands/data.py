@@ -64,6 +64,13 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
         "(local files only) and run through ClearPipeline by its registered adapter.",
     )
     parser.add_argument(
+        "--probe-model-class",
+        default=None,
+        metavar="MODULE:CLASS",
+        help="The PreTrainedModel class to load --probe-model with (default: transformers.AutoModel), e.g. "
+        "clear_plugins.adapters.bagel.modeling_bagel:BagelForConditionalGeneration.",
+    )
+    parser.add_argument(
         "--trust-remote-code", action="store_true", help="Allow the probe model's remote code."
     )
     parser.add_argument("--probe-batch-size", type=int, default=8, help=_help(b, "probe_batch_size"))
