@@ -67,8 +67,8 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
         "--probe-model-class",
         default=None,
         metavar="MODULE:CLASS",
-        help="The PreTrainedModel class to load --probe-model with (default: transformers.AutoModel), e.g. "
-        "clear_plugins.adapters.bagel.modeling_bagel:BagelForConditionalGeneration.",
+        help="The PreTrainedModel class that loads --probe-model, as package.module:ClassName, for backbones "
+        "that AutoModel does not know (default: transformers.AutoModel).",
     )
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="Allow the probe model's remote code."

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from clear_plugins.trajectory import BAGEL_MARKERS, SPECIAL_TAGS, format_direct, format_restore
+from clear_plugins.trajectory import SPECIAL_TAGS, SegmentMarkers, format_direct, format_restore
 
 NAME = "offline-template"
 """The ``trace_writer`` label of rows written here."""
@@ -69,7 +69,7 @@ _CONCLUDE = (
 
 def _clean(text: str) -> str:
     """``text`` on one line with the trajectory tags removed (so they never break the format)."""
-    for tag in (*SPECIAL_TAGS, *BAGEL_MARKERS.all()):
+    for tag in (*SPECIAL_TAGS, *SegmentMarkers().all()):
         text = text.replace(tag, " ")
     return " ".join(text.split())
 
