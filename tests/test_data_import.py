@@ -134,3 +134,16 @@ def test_import_refuses_a_missing_release_and_output_equal_to_input(tmp_path):
     with pytest.raises(ClearConfigError, match="one of the release files"):
         import_release(release / "train.jsonl", release)
     assert json.loads((release / "train.jsonl").read_text())["id"] == "0"  # the input is untouched
+
+
+def test_import_reads_degradation_metadata_when_kept(tmp_path):
+    release = write_release(tmp_path / "release")
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "llava_sub_0.jpg.json").write_text(json.dumps({"method": "motion_blur", "intensity": 0.9}))
+    (meta / "llava_sub_1.jpg.json").write_text(json.dumps({"method": "graffiti", "intensity": 0.6}))
+    import_release(release, tmp_path / "out", metadata_dir=str(meta))
+    rows = {r["id"]: r for _, r, _ in read_jsonl(tmp_path / "out" / "train.jsonl")}
+    assert (rows["llava_sub_0"]["degradation"], rows["llava_sub_0"]["level"]) == ("motion_blur", "hard")
+    assert (rows["llava_sub_1"]["degradation"], rows["llava_sub_1"]["level"]) == ("graffiti", 0.6)
+    assert (rows["llava_sub_3"]["degradation"], rows["llava_sub_3"]["level"]) == (None, None)

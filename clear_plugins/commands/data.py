@@ -35,7 +35,6 @@ HELP = "Build the SFT/GRPO datasets of App. C, or import the authors' released t
 USAGE_ERROR = 2
 RUN_ERROR = 1
 INCOMPLETE = 3
-TERMINATED = 128 + signal.SIGTERM
 
 
 def _help(cls_name: str, name: str) -> str:
@@ -246,26 +245,30 @@ def _judge(args: argparse.Namespace):
 
 
 def run_build(config, prober: Any, judge: Any) -> int:
-    """Run a build with a SIGTERM handler that stops it cleanly; print how it ended; return the exit status."""
+    """Run a build that SIGTERM or Ctrl-C stops cleanly; print how it ended; return the exit status.
+
+    0 when complete (or a dry run), 3 when the budget ran out or samples failed, 128 + signal number after a stop.
+    """
     from clear_plugins.data.build import build_dataset
 
     stop = threading.Event()
-    terminated = threading.Event()
+    received: list[int] = []
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        terminated.set()
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signum)
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         report = build_dataset(config, prober=prober, judge=judge, stop=stop)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     stream = sys.stdout if report.status != "incomplete" else sys.stderr
     print(f"clear-plugins data build: {report.message}", file=stream)
     if report.status != "incomplete":
         return 0
-    return TERMINATED if terminated.is_set() else INCOMPLETE
+    return 128 + received[0] if received else INCOMPLETE
 
 
 def run_build_command(args: argparse.Namespace) -> int:

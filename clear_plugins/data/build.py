@@ -119,13 +119,24 @@ def _checker(stop: threading.Event, bar: Any) -> Callable[..., None]:
     return check
 
 
+def _local_stages(config: DataBuildConfig, out: Path, prober: Prober, judge: Any, stop: threading.Event):
+    """Sample and probe (no endpoint involved); ``BuildInterrupted`` once ``stop`` is set."""
+    with _bar(config, "sample", config.num_samples) as bar:
+        samples, bad = sample_stage(
+            config, StageCache(out / "stages/sample.jsonl"), on_row=_checker(stop, bar)
+        )
+    with _bar(config, "probe", len(samples)) as bar:
+        cache = StageCache(out / "stages/probe.jsonl")
+        probes = probe_stage(config, samples, prober, judge, cache, on_batch=_checker(stop, bar))
+    return samples, bad, probes
+
+
 def build_dataset(
     config: DataBuildConfig,
     *,
     prober: Prober,
     judge: Any,
     stop: threading.Event | None = None,
-    echo: Callable[[str], None] = print,
 ) -> BuildReport:
     """Run (or resume) the whole pipeline; see the module docstring.
 
@@ -137,44 +148,29 @@ def build_dataset(
     """
     stop = stop or threading.Event()
     out = _prepare(config)
-    try:
-        with _bar(config, "sample", config.num_samples) as bar:
-            samples, bad = sample_stage(
-                config, StageCache(out / "stages/sample.jsonl"), on_row=_checker(stop, bar)
-            )
-        with _bar(config, "probe", len(samples)) as bar:
-            probes = probe_stage(
-                config,
-                samples,
-                prober,
-                judge,
-                StageCache(out / "stages/probe.jsonl"),
-                on_batch=_checker(stop, bar),
-            )
-    except BuildInterrupted as exc:
-        return BuildReport("incomplete", str(exc), out)
-    by_id = {p["id"]: p for p in probes}
-    items = [(s, by_id[s["id"]]["pathway"]) for s in samples if s["id"] in by_id]
+    # The endpoint settings are checked before the (long) local stages, so a typo fails at once.
     client = TraceClient(config.endpoint, stop=stop) if config.writer == "llm" else None
     writer = LLMWriter(client, out) if client is not None else OfflineWriter()
-    if config.dry_run:
-        if client is None:
-            return BuildReport("dry-run", "dry run: the offline writer sends nothing", out)
-        return BuildReport("dry-run", dry_run(items, writer, config.endpoint.log_payloads), out)
     traces = StageCache(out / "stages/traces.jsonl")
     try:
+        samples, bad, probes = _local_stages(config, out, prober, judge, stop)
+        by_id = {p["id"]: p for p in probes}
+        items = [(s, by_id[s["id"]]["pathway"]) for s in samples if s["id"] in by_id]
+        if config.dry_run:
+            if client is None:
+                return BuildReport("dry-run", "dry run: the offline writer sends nothing", out)
+            return BuildReport("dry-run", dry_run(items, writer, config.endpoint.log_payloads), out)
         with _bar(config, "traces", len(items)) as bar:
             stage = TraceStage(config, writer, judge, traces, stop=stop, on_done=bar.update)
             stage.run(items, config.endpoint.concurrency if client is not None else 1)
+    except BuildInterrupted as exc:
+        return BuildReport("incomplete", str(exc), out)
     finally:
         usage = _add_usage(out, client.usage() if client is not None else None)
         if client is not None:
             client.close()
-    pending = (
-        len(samples)
-        - len(probes)
-        + sum(1 for s, _ in items if (traces.get(s["id"]) or {}).get("status") not in (ACCEPTED, DROPPED))
-    )
+    finished = sum((traces.get(s["id"]) or {}).get("status") in (ACCEPTED, DROPPED) for s, _ in items)
+    pending = len(samples) - finished
     if pending:
         why = stage.budget_stop or (stage.errors[0]["error"] if stage.errors else "stopped")
         return BuildReport("incomplete", f"{pending} sample(s) unfinished ({why}); rerun to continue", out)
