@@ -33,7 +33,7 @@ def _row(i: int, trace: str, *, tool: bool, image: str | None = None, turns=None
     }
 
 
-def write_release(root):
+def write_release(root, size: int = 16):
     """Two release files, images for rows 0-5, and one bad row of each kind (indices documented inline)."""
     sft = root / "processed_dataset" / "sft"
     for folder in ("images", "corruption_images"):
@@ -41,7 +41,7 @@ def write_release(root):
     rng = np.random.default_rng(0)
     for i in range(6):
         for folder in ("images", "corruption_images"):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
                 sft / folder / f"llava_sub_{i}.jpg"
             )
     (sft / "corruption_images" / "llava_sub_9.jpg").write_bytes(
