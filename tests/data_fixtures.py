@@ -17,9 +17,9 @@ PROBE_REPLY = "<think>The image is degraded but I will answer.</think> <answer>A
 
 
 def write_source(
-    folder: Path, n: int = 40, *, name: str = "vqa.jsonl", bad_rows: tuple[int, ...] = ()
+    folder: Path, n: int = 40, *, name: str = "vqa.jsonl", bad_rows: tuple[int, ...] = (), size: int = 24
 ) -> Path:
-    """``n`` rows ``q00..`` with 24-px images; even rows answer ``A`` (direct), odd rows ``B`` (restore).
+    """``n`` rows ``q00..`` with ``size``-px images; even rows answer ``A`` (direct), odd rows ``B`` (restore).
 
     Each question carries its id in brackets (``[q07]``) so a scripted server can tell rows apart. Rows in
     ``bad_rows`` point at an image file that is not an image.
@@ -32,7 +32,7 @@ def write_source(
         if i in bad_rows:
             image.write_bytes(b"not an image")
         else:
-            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(image)
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(image)
         rows.append(
             {
                 "id": f"q{i:02d}",
