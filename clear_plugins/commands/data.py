@@ -38,13 +38,16 @@ INCOMPLETE = 3
 
 
 def _help(cls_name: str, name: str) -> str:
+    """A config field's help text, with its default when it has a plain one."""
+    from dataclasses import MISSING
+
     from clear_plugins.data import config
 
-    cls = getattr(config, cls_name)
-    field = next(f for f in fields(cls) if f.name == name)
-    default = field.default if field.default is not field.default_factory else None
+    field = next(f for f in fields(getattr(config, cls_name)) if f.name == name)
     text = field.metadata["help"].replace("%", "%%")
-    return f"{text} (default: {default})" if default not in (None, False, "") or default == 0 else text
+    if field.default is MISSING or field.default is None or isinstance(field.default, bool):
+        return text
+    return f"{text} (default: {field.default})"
 
 
 def _add_build(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +56,12 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", dest="output_dir", required=True, help=_help(b, "output_dir"))
     parser.add_argument("-n", "--num-samples", type=int, default=None, help=_help(b, "num_samples"))
     parser.add_argument("--seed", type=int, default=0, help=_help(b, "seed"))
-    parser.add_argument("--weighting", default="training", help=_help(b, "weighting"))
+    parser.add_argument(
+        "--weighting",
+        choices=("training", "uniform", "benchmark"),
+        default="training",
+        help=_help(b, "weighting"),
+    )
     parser.add_argument("--writer", choices=("llm", "offline"), default="llm", help=_help(b, "writer"))
     parser.add_argument("--trace-attempts", type=int, default=3, help=_help(b, "trace_attempts"))
     parser.add_argument(
