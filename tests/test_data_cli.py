@@ -81,4 +81,19 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert code == 1 and "names no importable class" in capsys.readouterr().err
     assert main(["data", "import", str(tmp_path / "missing"), "-o", str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    missing = str(tmp_path / "prompt.txt")
+    code = main(
+        [
+            "data",
+            "build",
+            str(source),
+            "-o",
+            str(tmp_path / "o"),
+            "--probe-model",
+            str(tmp_path),
+            "--probe-system-prompt-file",
+            missing,
+        ]
+    )
+    assert code == 1 and "cannot read --probe-system-prompt-file" in capsys.readouterr().err
     assert main(["data"]) == 2 and "build or import" in capsys.readouterr().err

@@ -85,6 +85,11 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
         "--probe-max-new-tokens", type=int, default=256, help=_help(b, "probe_max_new_tokens")
     )
     parser.add_argument(
+        "--probe-system-prompt-file",
+        default=None,
+        help="Text file with the probe's system prompt (default: the shipped CLEAR system prompt).",
+    )
+    parser.add_argument(
         "--no-balance", action="store_true", help="Keep both pathways whole (no 1:1 balance)."
     )
     for role in ("id", "image", "question", "answer"):
@@ -178,13 +183,25 @@ def run(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace):
     """The :class:`DataBuildConfig` of parsed ``data build`` arguments."""
+    from pathlib import Path
+
     from clear_plugins.data.config import DataBuildConfig, TraceEndpointConfig
+    from clear_plugins.errors import ClearConfigError
 
     endpoint = TraceEndpointConfig(
         **{f.name: getattr(args, f.name) for f in _endpoint_fields() if hasattr(args, f.name)},
     )
+    prompt = None
+    if args.probe_system_prompt_file is not None:
+        try:
+            prompt = Path(args.probe_system_prompt_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ClearConfigError(
+                f"cannot read --probe-system-prompt-file {args.probe_system_prompt_file!r} ({exc.strerror})."
+            ) from None
     return DataBuildConfig(
         sources=tuple(args.sources),
+        probe_system_prompt=prompt,
         output_dir=args.output_dir,
         num_samples=args.num_samples,
         seed=args.seed,
