@@ -29,7 +29,7 @@ def test_cli_build_probes_a_tiny_bagel_and_writes_offline_traces(tmp_path, tiny_
     out = tmp_path / "out"
     args = ["data", "build", str(source), "-o", str(out), "--probe-model", str(tiny_bagel_dir)]
     args += ["--probe-model-class", BAGEL_CLASS, "--probe-max-new-tokens", "4", "--writer", "offline"]
-    assert main([*args, "--no-balance"]) == 0
+    assert main([*args, "--balance", "none"]) == 0
     assert "clear-plugins data build: wrote sft" in capsys.readouterr().out
     probes = [r for _, r, _ in read_jsonl(out / "stages" / "probe.jsonl")]
     assert len(probes) == 6 and all(p["prober"] == "pipeline:BagelAdapter" for p in probes)
@@ -50,7 +50,7 @@ def test_cli_build_probes_a_tiny_bagel_and_writes_offline_traces(tmp_path, tiny_
         assert p["probe_score"] == RuleJudge().score(sample["question"], p["probe_answer"], sample["answer"])
     # Rerunning the finished build changes nothing and probes nothing again.
     before = (out / "sft.jsonl").read_bytes()
-    assert main([*args, "--no-balance"]) == 0
+    assert main([*args, "--balance", "none"]) == 0
     assert (out / "sft.jsonl").read_bytes() == before
     assert len((out / "stages" / "probe.jsonl").read_text().splitlines()) == 6
 

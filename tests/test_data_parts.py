@@ -35,6 +35,7 @@ MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "[q00] hello"}
         ({"num_samples": 1}, "num_samples=1"),
         ({"weighting": "heavy"}, "weighting='heavy'"),
         ({"sources": ()}, "sources is empty"),
+        ({"balance": True}, "balance=True"),
     ],
 )
 def test_build_config_errors_name_the_field(tmp_path, kwargs, match):
@@ -282,3 +283,26 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path):
         DataBuildConfig(**base, seed=5, overwrite=True), prober=fake_prober(), judge=RuleJudge()
     )
     assert again.status == "complete" and again.stats["settings"]["seed"] == 5
+
+
+def test_balance_before_traces_sends_no_request_for_balanced_out_samples(tmp_path):
+    source = write_source(tmp_path / "src", 10)
+    for row in ("q03", "q05"):  # two more rows probed correct: 7 direct, 3 restore
+        text = source.read_text().replace(
+            f'"[{row}] Which letter is shown?", "options": {{"A": "alpha", "B": "beta"}}, "answer": "B"',
+            f'"[{row}] Which letter is shown?", "options": {{"A": "alpha", "B": "beta"}}, "answer": "A"',
+        )
+        source.write_text(text)
+    with TraceServer() as server:
+        endpoint = TraceEndpointConfig(base_url=server.base_url, model="m", concurrency=2)
+        config = DataBuildConfig(
+            sources=(str(source),), output_dir=str(tmp_path / "out"), endpoint=endpoint, balance="before"
+        )
+        report = build_dataset(config, prober=fake_prober(), judge=RuleJudge())
+    assert report.status == "complete"
+    assert (
+        report.stats["pipeline"]["probe_correct"] == 7 and report.stats["pipeline"]["removed_by_balance"] == 4
+    )
+    assert len(server.received) == 6  # 3 direct + 3 restore traces, none for the 4 balanced out
+    sizes = [report.stats["table8"][name]["total_samples"] for name in ("sft", "grpo")]
+    assert sizes == [4, 2]

@@ -90,7 +90,7 @@ def _add_build(parser: argparse.ArgumentParser) -> None:
         help="Text file with the probe's system prompt (default: the shipped CLEAR system prompt).",
     )
     parser.add_argument(
-        "--no-balance", action="store_true", help="Keep both pathways whole (no 1:1 balance)."
+        "--balance", choices=("after", "before", "none"), default="after", help=_help(b, "balance")
     )
     for role in ("id", "image", "question", "answer"):
         parser.add_argument(f"--{role}-column", default=None, help=_help(b, f"{role}_column"))
@@ -210,7 +210,7 @@ def build_config(args: argparse.Namespace):
         trace_attempts=args.trace_attempts,
         probe_batch_size=args.probe_batch_size,
         probe_max_new_tokens=args.probe_max_new_tokens,
-        balance=not args.no_balance,
+        balance=args.balance,
         id_column=args.id_column,
         image_column=args.image_column,
         question_column=args.question_column,

@@ -156,6 +156,9 @@ def build_dataset(
         samples, bad, probes = _local_stages(config, out, prober, judge, stop)
         by_id = {p["id"]: p for p in probes}
         items = [(s, by_id[s["id"]]["pathway"]) for s in samples if s["id"] in by_id]
+        if config.balance == "before":  # needs every pathway: no traces until every sample is probed
+            whole = len(probes) == len(samples)
+            items = finalize.balance(items, config.seed, pathway_of=lambda item: item[1])[0] if whole else []
         if config.dry_run:
             if client is None:
                 return BuildReport("dry-run", "dry run: the offline writer sends nothing", out)
@@ -170,11 +173,11 @@ def build_dataset(
         if client is not None:
             client.close()
     finished = sum((traces.get(s["id"]) or {}).get("status") in (ACCEPTED, DROPPED) for s, _ in items)
-    pending = len(samples) - finished
+    pending = len(samples) - len(probes) + len(items) - finished
     if pending:
         why = stage.budget_stop or (stage.errors[0]["error"] if stage.errors else "stopped")
         return BuildReport("incomplete", f"{pending} sample(s) unfinished ({why}); rerun to continue", out)
-    return _finish(config, out, samples, bad, probes, traces, writer.name, usage)
+    return _finish(config, out, samples, bad, probes, items, traces, writer.name, usage)
 
 
 def _rows(samples: list[dict[str, Any]], traces: StageCache, writer: str) -> list[TrainingRow]:
@@ -201,8 +204,8 @@ def _rows(samples: list[dict[str, Any]], traces: StageCache, writer: str) -> lis
     return rows
 
 
-def _pipeline_counts(samples, bad, probes, traces: StageCache) -> dict[str, Any]:
-    records = [traces.get(s["id"]) for s in samples if traces.get(s["id"]) is not None]
+def _pipeline_counts(samples, bad, probes, items, traces: StageCache) -> dict[str, Any]:
+    records = [traces.get(s["id"]) for s, _ in items if traces.get(s["id"]) is not None]
     verdicts = Counter(a["verdict"] for r in records for a in r["attempts"])
     accepted = [r for r in records if r["status"] == ACCEPTED]
     return {
@@ -221,10 +224,11 @@ def _pipeline_counts(samples, bad, probes, traces: StageCache) -> dict[str, Any]
     }
 
 
-def _finish(config, out, samples, bad, probes, traces, writer, usage) -> BuildReport:
-    rows = _rows(samples, traces, writer)
-    removed = 0
-    if config.balance:
+def _finish(config, out, samples, bad, probes, items, traces, writer, usage) -> BuildReport:
+    wanted = {s["id"] for s, _ in items}
+    rows = [r for r in _rows(samples, traces, writer) if r.id in wanted]
+    removed = len(samples) - len(items)
+    if config.balance == "after":
         rows, removed = finalize.balance(rows, config.seed)
     sets = finalize.split(rows, config.seed)
     outputs = {}
@@ -236,7 +240,7 @@ def _finish(config, out, samples, bad, probes, traces, writer, usage) -> BuildRe
         "offline": writer == OFFLINE_NAME,
         "note": OFFLINE_NOTE if writer == OFFLINE_NAME else None,
         "table8": {name: finalize.set_stats(sets[name]) for name in finalize.SETS},
-        "pipeline": {**_pipeline_counts(samples, bad, probes, traces), "removed_by_balance": removed},
+        "pipeline": {**_pipeline_counts(samples, bad, probes, items, traces), "removed_by_balance": removed},
         "usage": usage,
         "settings": config.fingerprint(),
     }

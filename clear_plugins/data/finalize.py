@@ -13,20 +13,32 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from clear_plugins.data.schema import PATHWAYS, TrainingRow
 
+T = TypeVar("T")
+
 SETS: tuple[str, ...] = ("sft", "grpo")
 """The two halves, in split order: the first half of each pathway goes to SFT."""
+BALANCE_STAGES: tuple[str, ...] = ("after", "before", "none")
+"""When the pathways are balanced: after the trace filter (exact 1:1), before trace writing, or never."""
 
 
-def balance(rows: list[TrainingRow], seed: int) -> tuple[list[TrainingRow], int]:
-    """Subsample the larger pathway to the smaller one's size (seeded; order kept); return rows and how many left."""
-    groups = {p: [i for i, r in enumerate(rows) if r.pathway == p] for p in PATHWAYS}
+def _pathway(row: TrainingRow) -> str:
+    return row.pathway
+
+
+def balance(rows: list[T], seed: int, pathway_of: Callable[[T], str] = _pathway) -> tuple[list[T], int]:
+    """Subsample the larger pathway to the smaller one's size (seeded; order kept); return rows and how many left.
+
+    ``pathway_of`` reads an item's pathway (default: a :class:`TrainingRow`'s ``pathway``).
+    """
+    groups = {p: [i for i, r in enumerate(rows) if pathway_of(r) == p] for p in PATHWAYS}
     size = min(len(g) for g in groups.values())
     keep: set[int] = set()
     for number, (_, group) in enumerate(sorted(groups.items())):
