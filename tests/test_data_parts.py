@@ -45,8 +45,10 @@ def test_build_config_errors_name_the_field(tmp_path, kwargs, match):
 
 
 def test_output_folder_equal_to_a_source_is_refused(tmp_path):
-    with pytest.raises(ClearConfigError, match="is the source"):
+    with pytest.raises(ClearConfigError, match="is or contains the source"):
         DataBuildConfig(sources=(str(tmp_path),), output_dir=str(tmp_path))
+    with pytest.raises(ClearConfigError, match="is or contains the source"):
+        DataBuildConfig(sources=(str(tmp_path / "sft.jsonl"),), output_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -245,9 +245,11 @@ class DataBuildConfig:
             raise ClearConfigError("DataBuildConfig.sources is empty; pass at least one VQA source.")
         out = Path(self.output_dir).resolve()
         for source in self.sources:
-            if Path(source).resolve() == out:
+            path = Path(source).resolve()
+            if path == out or out in path.parents:
                 raise ClearConfigError(
-                    f"output_dir={self.output_dir!r} is the source {source!r}; write the build to another folder."
+                    f"output_dir={self.output_dir!r} is or contains the source {source!r}, and the build writes "
+                    f"(and with overwrite deletes) files there; write the build to another folder."
                 )
         if self.balance not in ("after", "before", "none"):
             raise ClearConfigError(
