@@ -308,3 +308,12 @@ def test_balance_before_traces_sends_no_request_for_balanced_out_samples(tmp_pat
     assert len(server.received) == 6  # 3 direct + 3 restore traces, none for the 4 balanced out
     sizes = [report.stats["table8"][name]["total_samples"] for name in ("sft", "grpo")]
     assert sizes == [4, 2]
+
+
+def test_a_code_fenced_reply_is_unwrapped_before_validation():
+    from clear_plugins.data.traces import unfence
+
+    trace = "<think>Blurred.</think>\n<answer>A</answer>"
+    assert unfence(f"```xml\n{trace}\n```") == trace
+    assert unfence(f"  ```\n{trace}```  ") == trace
+    assert unfence(f"Sure:\n```\n{trace}\n```") == f"Sure:\n```\n{trace}\n```"  # prose around it: left as is

@@ -11,6 +11,7 @@ as it finishes, so an interrupted build resumes at the next attempt of each samp
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from clear_plugins.trajectory import parse
 _LOG = logging.getLogger("clear_plugins.data")
 
 ACCEPTED, DROPPED, PENDING = "accepted", "dropped", "pending"
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n(.*?)\n?```", re.DOTALL)
 
 
 class TraceWriter(Protocol):
@@ -74,8 +76,15 @@ class LLMWriter:
         )
 
     def write(self, sample: dict[str, Any], pathway: str, *, seed: int) -> str:
-        """The model's reply, stripped."""
-        return self.client.complete(self.messages(sample, pathway), seed=seed, label=sample["id"]).strip()
+        """The model's reply, stripped, without a Markdown code fence around it."""
+        reply = self.client.complete(self.messages(sample, pathway), seed=seed, label=sample["id"])
+        return unfence(reply)
+
+
+def unfence(text: str) -> str:
+    """``text`` stripped, and unwrapped when the whole reply is one Markdown code fence (chat models add them)."""
+    match = _FENCE.fullmatch(text.strip())
+    return (match.group(1) if match else text).strip()
 
 
 def check_trace(
