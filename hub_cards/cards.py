@@ -70,7 +70,6 @@ def eval_results(report: EvalReport) -> list[Any]:
                         metric_type=_slug(metric),
                         metric_name=f"{metric} ({level})",
                         metric_value=row["scores"][level],
-                        source_name="clear-plugins eval",
                     )
                 )
     return results

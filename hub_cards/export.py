@@ -63,6 +63,10 @@ class ExportOptions:
         default=None,
         metadata={"help": "Hub id of the base weights for the card; None reads it from clear_training.json."},
     )
+    repo_id: str | None = field(
+        default=None,
+        metadata={"help": "Hub repo id the card's quick start loads from; None names the output folder."},
+    )
     eval_report: str | Path | None = field(
         default=None, metadata={"help": "Eval report JSON (clear_eval_report.json format) to copy and cite."}
     )
@@ -218,7 +222,7 @@ def export_model(
     try:
         auto_map = _save(model, tokenizer, partial, settings, options.max_shard_size)
         copy_run_files(Path(source) if source is not None else None, partial, eval_report=options.eval_report)
-        write_model_card(partial, base_model=options.base_model)
+        write_model_card(partial, base_model=options.base_model, model_id=options.repo_id or out.name)
         problems = export_problems(partial)
         if problems:
             raise ClearConfigError("the export is incomplete:\n  " + "\n  ".join(problems))
