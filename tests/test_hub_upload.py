@@ -26,7 +26,9 @@ def export_dir(tmp_path_factory):
     """A complete export of a tiny model whose checkpoint carries a training record (run id ``sft-run-42``)."""
     model, tokenizer = build_tiny_bagel()
     checkpoint = tmp_path_factory.mktemp("ckpt")
-    record_training_stage(checkpoint, stage="sft", trainer="ClearSFTTrainer", hyperparameters={}, run_id="sft-run-42")
+    record_training_stage(
+        checkpoint, stage="sft", trainer="ClearSFTTrainer", hyperparameters={}, run_id="sft-run-42"
+    )
     out = tmp_path_factory.mktemp("exports") / "tiny-clear"
     export_model(model, tokenizer, out, source=checkpoint)
     return out
@@ -62,7 +64,10 @@ def _copy(export_dir, tmp_path):
     ("damage", "message"),
     [
         (lambda f: (f / "README.md").unlink(), "README.md is missing"),
-        (lambda f: (f / "training_args.bin").write_bytes(b"\x80\x04junk"), "training_args.bin is a pickle file"),
+        (
+            lambda f: (f / "training_args.bin").write_bytes(b"\x80\x04junk"),
+            "training_args.bin is a pickle file",
+        ),
         (lambda f: (f / "notes.dat").write_bytes(b"\x80\x05\x95pickled"), "notes.dat is a pickle file"),
         (lambda f: (f / "modeling_clear.py").unlink(), "modeling_clear.py (auto_map AutoModel) is missing"),
         (lambda f: (f / "tokenizer.json").unlink(), "no tokenizer vocabulary"),
