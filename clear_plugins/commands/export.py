@@ -52,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="JSON object of model-config fields for an official layout with non-official sizes (default: none)",
     )
     parser.add_argument(
+        "--vae-config",
+        type=Path,
+        help="diffusers AutoencoderKL config JSON for an official layout with another VAE (default: FLUX.1's)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an earlier export at OUT (default: refuse)"
     )
 
@@ -73,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         loader = {"config_overrides": args.config_overrides} if args.config_overrides else {}
+        if args.vae_config:
+            loader["vae_config"] = args.vae_config
         result = export_checkpoint(args.checkpoint, args.out, options=options, **loader)
     except (ClearError, OSError) as err:
         print(f"clear-plugins export: {err}", file=sys.stderr)
