@@ -116,11 +116,16 @@ def test_card_states_the_runs_facts(run_folder):
     assert "written by an LLM (gpt-4.1)" in text and "written by the offline trace writer" in text
     assert "| `learning_rate` | 2e-05 |" in text and "| `image_loss_weight` | 0.3 |" in text
     assert "global_step 37, epoch 2.96, train_loss 1.4242" in text
-    assert "| benchmark | metric | clean | low | mid | hard |" in text
-    assert "| MMBench | accuracy | 71.25 | 69.5 | 66.75 | 61.125 |" in text
-    assert "| RealWorldQA | accuracy | 58.5 | — | — | 51.75 |" in text  # missing levels are not filled in
-    assert "| MMBench | 0.0125 | 0.0625 | 0.1375 | 0.4125 |" in text
-    assert "| all benchmarks | 0.0111 | 0.0555 | 0.1222 | 0.3888 |" in text
+    assert (  # one markdown table: header, rule, rows on consecutive lines; missing levels are not filled in
+        "| benchmark | metric | clean | low | mid | hard |\n|---|---|---|---|---|---|\n"
+        "| MMBench | accuracy | 71.25 | 69.5 | 66.75 | 61.125 |\n"
+        "| RealWorldQA | accuracy | 58.5 | — | — | 51.75 |\n"
+    ) in text
+    assert (
+        "| benchmark | clean | low | mid | hard |\n|---|---|---|---|---|\n"
+        "| MMBench | 0.0125 | 0.0625 | 0.1375 | 0.4125 |\n"
+        "| all benchmarks | 0.0111 | 0.0555 | 0.1222 | 0.3888 |\n"
+    ) in text
     assert "`clear_tag_mode`) | `text`" in text and "| guidance preset | `clear_eval` |" in text
 
 
