@@ -164,10 +164,9 @@ def _save(model: Any, tokenizer: Any, folder: Path, settings: dict[str, Any], ma
         config.clear_inference = settings
         config.clear_tag_mode = getattr(config, TAG_MODE_ATTRIBUTE, None) or DEFAULT_TAG_MODE
         config.auto_map = write_remote_code(config, folder)
-        # A class that transformers loaded as remote code is marked for auto-class saving, which would copy
+        # A config that transformers loaded as remote code is marked for auto-class saving, which would copy
         # the installed module files; the export writes its own small modules instead.
-        model._auto_class = None
-        config._auto_class = None
+        config.__dict__["_auto_class"] = None
         model.save_pretrained(folder, max_shard_size=max_shard_size)
         auto_map = dict(config.auto_map)
     finally:
@@ -176,7 +175,6 @@ def _save(model: Any, tokenizer: Any, folder: Path, settings: dict[str, Any], ma
                 config.__dict__.pop(key, None)
             else:
                 setattr(config, key, value)
-        model.__dict__.pop("_auto_class", None)
         config.__dict__.pop("_auto_class", None)
     tokenizer.save_pretrained(folder)
     _generation_config(model, tokenizer, settings).save_pretrained(folder)

@@ -98,6 +98,32 @@ class ClearInferenceMixin:
         options = InjectionOptions(pipeline=pipeline_config_from(self.config, **pipeline_overrides))
         return inject(self, tokenizer, options=options)
 
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoModel") -> None:
+        """Leave the class unmarked: it is installed clear-plugins code, not code to copy into saved folders
+        (transformers marks classes it loads as remote code; :meth:`save_pretrained` writes the small modules)."""
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> None:
+        """``save_pretrained``, writing the small remote-code modules when ``config.auto_map`` names them.
+
+        A config loaded with ``trust_remote_code=True`` is marked for auto-class saving, which would copy
+        clear-plugins' own module files into the folder (a stale fork of the library); it is unmarked for the
+        save, and the folder gets the same modules an export writes.
+        """
+        from pathlib import Path
+
+        from clear_plugins.hub_cards.remote_code import names_remote_modules, write_remote_code
+
+        self.config.__dict__["_auto_class"] = None
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.config.__dict__.pop("_auto_class", None)
+        if kwargs.get("is_main_process", True) and names_remote_modules(
+            getattr(self.config, "auto_map", None)
+        ):
+            write_remote_code(self.config, Path(save_directory))
+
     def generate(self, *args: Any, images: Any = None, questions: Any = None, **kwargs: Any) -> Any:
         """With ``images``: restore-then-answer through ``ClearPipeline`` (keyword arguments override
         ``PipelineConfig`` fields for this call); otherwise the model's own ``generate``."""

@@ -83,6 +83,12 @@ def remote_modules(config: Any) -> tuple[RemoteModule, RemoteModule]:
     )
 
 
+def names_remote_modules(auto_map: Any) -> bool:
+    """Whether an ``auto_map`` points at the modules an export writes."""
+    stems = {CONFIG_MODULE, MODEL_MODULE}
+    return isinstance(auto_map, dict) and any(str(v).split(".")[0] in stems for v in auto_map.values())
+
+
 def render_module(module: RemoteModule) -> str:
     """The source of one remote-code module (rendered from ``templates/remote_module.py.jinja``)."""
     import jinja2

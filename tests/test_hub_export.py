@@ -68,6 +68,9 @@ for name, out in (("direct", free), ("restore", restore)):
     for i, r in enumerate(out.restore_results):
         latents[f"{name}{i}"] = r.latent.tokens[0].contiguous()
 save_file(latents, result_path + ".safetensors")
+resaved = Path(result_path).parent / "resaved"
+model.save_pretrained(resaved)  # a user's own save after a remote-code load
+results["resaved"] = sorted(p.name for p in resaved.iterdir())
 results["class"] = type(model).__name__
 results["clear_plugins_file"] = sys.modules["clear_plugins"].__file__
 Path(result_path).write_text(json.dumps(results))
@@ -189,6 +192,8 @@ def test_fresh_process_elsewhere_answers_like_before_export(exported, tmp_path):
         for i, result in enumerate(before[name].restore_results):
             torch.testing.assert_close(latents[f"{name}{i}"], result.latent.tokens[0])
     assert after["restore"]["num_restores"] == 1
+    # saving again writes the two small modules, not copies of clear-plugins' source files
+    assert [n for n in after["resaved"] if n.endswith(".py")] == ["configuration_clear.py", "modeling_clear.py"]
 
 
 def test_with_clear_plugins_imported_no_remote_code_is_needed(exported):
