@@ -193,7 +193,10 @@ def test_fresh_process_elsewhere_answers_like_before_export(exported, tmp_path):
             torch.testing.assert_close(latents[f"{name}{i}"], result.latent.tokens[0])
     assert after["restore"]["num_restores"] == 1
     # saving again writes the two small modules, not copies of clear-plugins' source files
-    assert [n for n in after["resaved"] if n.endswith(".py")] == ["configuration_clear.py", "modeling_clear.py"]
+    assert [n for n in after["resaved"] if n.endswith(".py")] == [
+        "configuration_clear.py",
+        "modeling_clear.py",
+    ]
 
 
 def test_with_clear_plugins_imported_no_remote_code_is_needed(exported):
