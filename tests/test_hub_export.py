@@ -210,3 +210,17 @@ def test_with_clear_plugins_imported_no_remote_code_is_needed(exported):
     torch.testing.assert_close(
         again.restore_results[0].latent.tokens[0], before.restore_results[0].latent.tokens[0]
     )
+
+
+def test_pipeline_settings_can_be_overridden_after_loading(exported):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(exported["out"]).eval()
+    injection = model.clear_setup(max_restores=0)
+    assert injection.options.pipeline.max_restores == 0 and injection.options.pipeline.system_prompt == SYSTEM
+    no_restore = _answer(model, photo(IMAGE_SIZE), exported["forced"])
+    assert no_restore.num_restores == 0 and no_restore.text.startswith(
+        "<think> The sign is blurred. </think>"
+    )
+    model.clear_setup(max_restores=1)
+    assert _answer(model, photo(IMAGE_SIZE), exported["forced"]).text == exported["before"]["restore"].text
