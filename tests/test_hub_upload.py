@@ -157,14 +157,24 @@ def test_rejected_token_is_reported_without_the_token(export_dir, monkeypatch, s
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     handler = type("Handler", (_Rejecting,), {"status": status})
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    server.timeout = 1  # handle_request returns when no request comes, so the loop ends
-    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(5)], daemon=True)
+    server.timeout = 0.2  # handle_request returns when no request comes, so the loop sees the stop flag
+    stop = threading.Event()
+
+    def serve():  # bounded: at most 20 requests, and never after stop
+        for _ in range(20):
+            if stop.is_set():
+                break
+            server.handle_request()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         with pytest.raises(UploadError, match=message) as info:
             upload_export(export_dir, "me/tiny-clear", token=TOKEN, endpoint=endpoint)
     finally:
+        stop.set()
+        thread.join(timeout=5)
         server.server_close()
     assert TOKEN not in str(info.value) and info.value.__cause__ is None
 
@@ -175,3 +185,18 @@ def test_cli_upload_reports_errors_in_one_line(export_dir, tmp_path, logged_out,
     assert "is not a directory" in err and "Traceback" not in err
     assert main(["upload", str(export_dir), "me/tiny-clear"]) == 1
     assert "hf auth login" in capsys.readouterr().err
+
+
+def test_cli_upload_success_notes_a_card_naming_another_repo(export_dir, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with (
+        mock.patch.object(HfApi, "create_repo", return_value="https://hub.example/me/other") as create,
+        mock.patch.object(HfApi, "upload_folder", return_value=mock.Mock(commit_url=None)),
+    ):
+        assert main(["upload", str(export_dir), "me/other", "--public"]) == 0
+    assert create.call_args.kwargs["private"] is False
+    captured = capsys.readouterr()
+    assert "(public)" in captured.out and "sft-run-42" in captured.out
+    assert "--repo-id me/other" in captured.err and TOKEN not in captured.out + captured.err

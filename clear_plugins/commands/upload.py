@@ -43,4 +43,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     visibility = "private" if result.private else "public"
     print(f"uploaded {args.folder} to {result.repo_url} ({visibility}): {result.commit_message}")
+    card = args.folder / "README.md"
+    if f'"{args.repo_id}"' not in card.read_text(encoding="utf-8"):
+        print(
+            f"note: the card's quick start does not name {args.repo_id}; export with --repo-id {args.repo_id} "
+            "and upload again to fix it.",
+            file=sys.stderr,
+        )
     return 0
