@@ -31,6 +31,11 @@ A card states only numbers found in these files (never retyped). Three JSON file
      "trigger_rate": {"clean": 0.01, "low": 0.05, "mid": 0.12, "hard": 0.36}} # optional, over all benchmarks
 
 Scores are reported in the unit the evaluator wrote; the card repeats them as they are.
+
+Also read, so checkpoints and runs of the other tools work as they are: the flat ``clear_training.json`` that
+``ClearSFTTrainer.write_metadata`` writes (``stage``, ``preset`` and the loss setup as top-level keys: one stage,
+every key listed as recorded), and the evaluator's ``report.json`` (``accuracy`` and ``trigger_rate`` as
+``{benchmark: {level: percent}}``).
 """
 
 from __future__ import annotations
@@ -111,7 +116,10 @@ def read_training(folder: Path) -> TrainingRecord | None:
     path = folder / TRAINING_FILE
     if not path.is_file():
         return None
-    data = _check_format(_read_json(path), path, TRAINING_FORMAT)
+    data = _read_json(path)
+    if isinstance(data, dict) and "format" not in data and isinstance(data.get("stage"), str):
+        data = _from_trainer_metadata(data)
+    data = _check_format(data, path, TRAINING_FORMAT)
     stages = data.get("stages", [])
     if not isinstance(stages, list) or not all(isinstance(s, dict) and "stage" in s for s in stages):
         raise ClearConfigError(f"{path}: 'stages' must be a list of objects with a 'stage' key.")
@@ -127,6 +135,28 @@ def read_training(folder: Path) -> TrainingRecord | None:
         base_model_license=data.get("base_model_license"),
         stages=stages,
     )
+
+
+def _from_trainer_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """A one-stage record from the flat metadata ``ClearSFTTrainer.write_metadata`` writes (``stage``, ``preset``
+    and the loss setup as top-level keys): every other key is listed as recorded."""
+    recorded = {
+        k: v for k, v in data.items() if k not in ("stage", "preset", "trainer", "run_id", "base_model")
+    }
+    stage = {
+        "stage": data["stage"],
+        "trainer": data.get("trainer"),
+        "run_id": data.get("run_id"),
+        "preset": data.get("preset"),
+        "hyperparameters": recorded,
+        "dataset": {},
+    }
+    return {
+        "format": TRAINING_FORMAT,
+        "run_id": data.get("run_id"),
+        "base_model": data.get("base_model"),
+        "stages": [stage],
+    }
 
 
 def read_trainer_state(folder: Path) -> dict[str, Any] | None:
@@ -152,11 +182,17 @@ class EvalReport:
     results: list[dict[str, Any]]
     trigger_rate: dict[str, float] | None
     judge: str | None
+    trigger_unit: str = "fraction"
+    metric: str = "score"
 
 
 def read_eval_report(path: Path) -> EvalReport:
-    """Read and check an eval report (see the module docstring for its keys)."""
-    data = _check_format(_read_json(path), path, EVAL_FORMAT)
+    """Read and check an eval report (see the module docstring for its keys; the evaluator's own ``report.json``
+    is read too)."""
+    data = _read_json(path)
+    if isinstance(data, dict) and "format" not in data and isinstance(data.get("accuracy"), dict):
+        return _from_eval_run_report(path, data)
+    data = _check_format(data, path, EVAL_FORMAT)
     levels, results = data.get("levels"), data.get("results")
     if not isinstance(levels, list) or not levels or not all(isinstance(x, str) for x in levels):
         raise ClearConfigError(
@@ -180,6 +216,38 @@ def read_eval_report(path: Path) -> EvalReport:
         results=results,
         trigger_rate=data.get("trigger_rate"),
         judge=data.get("judge"),
+    )
+
+
+EVAL_RUN_LEVELS = ("clean", "low", "mid", "hard")
+
+
+def _from_eval_run_report(path: Path, data: dict[str, Any]) -> EvalReport:
+    """The evaluator's ``report.json`` (``clear-plugins eval``): ``accuracy`` and ``trigger_rate`` as
+    ``{benchmark: {level: percent}}``, averages included as the evaluator wrote them."""
+    accuracy, triggers = data["accuracy"], data.get("trigger_rate") or {}
+    if not all(isinstance(row, dict) for row in (*accuracy.values(), *triggers.values())):
+        raise ClearConfigError(
+            f"{path}: 'accuracy' and 'trigger_rate' must map benchmarks to {{level: value}}."
+        )
+    present = {level for row in accuracy.values() for level in row}
+    unknown = present - set(EVAL_RUN_LEVELS)
+    if unknown:
+        raise ClearConfigError(f"{path}: levels {sorted(unknown)} are not among {EVAL_RUN_LEVELS}.")
+    levels = [level for level in EVAL_RUN_LEVELS if level in present]
+    results = [
+        {"benchmark": name, "metric": "accuracy (%)", "scores": dict(row), "trigger_rate": triggers.get(name)}
+        for name, row in accuracy.items()
+    ]
+    model = data.get("model")
+    return EvalReport(
+        run_id=data.get("run_id") or (model.get("name") if isinstance(model, dict) else None),
+        levels=levels,
+        results=results,
+        trigger_rate=None,
+        judge=None,
+        trigger_unit="percent",
+        metric="accuracy (%)",
     )
 
 

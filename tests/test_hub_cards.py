@@ -214,3 +214,48 @@ def test_malformed_eval_reports_are_refused_with_the_key(tmp_path, edit, message
     path.write_text(json.dumps(report))
     with pytest.raises(ClearConfigError, match=message):
         read_eval_report(path)
+
+
+def test_reads_the_sft_trainers_flat_metadata_and_the_evaluators_report(tmp_path):
+    _config(tmp_path)
+    flat = {  # what ClearSFTTrainer.write_metadata writes
+        "stage": "sft",
+        "clear_tag_mode": "text",
+        "adapter": "BagelAdapter",
+        "model_type": "clear_bagel",
+        "preset": "reference",
+        "mse_weight": 1.0,
+        "kl_weight": 0.4,
+        "vit_drop_prob": 0.4,
+        "trainable_groups": ["understanding", "generation", "bridge"],
+        "peft": False,
+    }
+    (tmp_path / "clear_training.json").write_text(json.dumps(flat))
+    run_report = {  # what clear-plugins eval writes as report.json (percent values, AVG row included)
+        "model": {"name": "tiny-run"},
+        "rows": 40,
+        "errors": 0,
+        "accuracy": {"MMBench": {"clean": 62.5, "hard": 37.5}, "AVG": {"clean": 62.5, "hard": 37.5}},
+        "trigger_rate": {"MMBench": {"clean": 5.0, "hard": 45.0}, "AVG": {"clean": 5.0, "hard": 45.0}},
+    }
+    (tmp_path / EVAL_FILE).write_text(json.dumps(run_report))
+    record = read_training(tmp_path)
+    assert [s["stage"] for s in record.stages] == ["sft"] and record.stages[0]["preset"] == "reference"
+    assert record.stages[0]["hyperparameters"]["kl_weight"] == 0.4
+    text = str(build_model_card(tmp_path, model_id="me/tiny-clear"))
+    assert "- config preset: `reference`" in text and "| `kl_weight` | 0.4 |" in text and "run id" not in text
+    assert (
+        "| benchmark | metric | clean | hard |\n|---|---|---|---|\n| MMBench | accuracy (%) | 62.5 | 37.5 |"
+        in text
+    )
+    assert "Trigger rate (% of answers that ran a restore)" in text and "| MMBench | 5.0 | 45.0 |" in text
+    body = text.split("## Citation")[0]
+    sources = "".join(p.read_text() for p in tmp_path.iterdir()) + "0.1.0.dev0"
+    assert {n for n in _numbers(body) if n not in sources} == set()
+    results = parse_card_metadata(_saved(tmp_path)).eval_results
+    assert {(r.dataset_name, r.dataset_config, r.metric_value) for r in results} == {
+        ("MMBench", "clean", 62.5),
+        ("MMBench", "hard", 37.5),
+        ("AVG", "clean", 62.5),
+        ("AVG", "hard", 37.5),
+    }
