@@ -16,7 +16,6 @@ leaves no half folder under the output name and never touches the checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -250,11 +249,6 @@ def export_checkpoint(
     return export_model(loaded.model, loaded.tokenizer, out, options=options, source=checkpoint)
 
 
-def read_export_config(folder: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of an export, as a dict (for tools that inspect an export without loading it)."""
-    return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-
-
 __all__ = [
     "DEFAULT_GUIDANCE_PRESET",
     "ExportOptions",
@@ -262,5 +256,4 @@ __all__ = [
     "export_checkpoint",
     "export_model",
     "pickle_files",
-    "read_export_config",
 ]
