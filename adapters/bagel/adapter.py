@@ -22,6 +22,7 @@ from clear_plugins.adapters.base import (
     ImagePolicy,
     Latent,
     RestoreResult,
+    RolloutSample,
     TextResult,
     TextSampling,
     Tokens,
@@ -29,7 +30,7 @@ from clear_plugins.adapters.base import (
 )
 from clear_plugins.errors import ClearConfigError
 
-from . import generation
+from . import generation, rl
 from . import restore as restoration
 from .batch import IGNORE_INDEX, PackedBatch
 from .context import BagelContext, ContextRunner
@@ -243,6 +244,10 @@ class BagelAdapter(BackboneAdapter):
                 "distill_pair_index": batch.distill_pair_index,
             },
         )
+
+    def pack_rollouts(self, samples: Sequence[RolloutSample]) -> PackedBatch:
+        """GRPO trajectories replayed as sampled, with noise blocks at the chosen steps (see :mod:`.rl`)."""
+        return rl.pack_rollouts(self, samples)
 
     def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:
         """Parameter names per group: ``understanding`` (LLM und expert, embeddings, ``lm_head``, ``norm``),
