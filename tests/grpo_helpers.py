@@ -46,7 +46,7 @@ def grpo_args(tmp_path, **overrides: Any):
         "learning_rate": 1e-3,
         "report_to": [],
         "logging_steps": 1,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "save_strategy": "no",
         "seed": 0,
     }
