@@ -194,3 +194,22 @@ def test_reference_preset_takes_the_published_script_values(tmp_path):
 def test_config_errors_name_the_field(tmp_path, field, value, match):
     with pytest.raises(ClearConfigError, match=match):
         InterleavedGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **{field: value})
+
+
+def test_checkpoints_are_safetensors_and_resume_continues_the_same_run(tmp_path):
+    adapter = tiny_adapter()
+    (tmp_path / "a").mkdir()
+    full = build_trainer(tmp_path / "a", adapter=adapter, save_strategy="steps", save_steps=1)
+    full.train()
+    checkpoint = tmp_path / "a" / "out" / "checkpoint-1"
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "clear_grpo_state.json").is_file()
+    assert not list(checkpoint.glob("pytorch_model*.bin"))  # weights in safetensors only
+
+    resumed_adapter = tiny_adapter(seed=1)  # different initial weights: the checkpoint must replace them
+    resumed = build_trainer(tmp_path / "a", adapter=resumed_adapter, save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 2
+    final = dict(adapter.model.named_parameters())
+    for name, p in resumed_adapter.model.named_parameters():
+        assert torch.allclose(p, final[name], atol=1e-6), name
+    assert _logged(resumed, "reward")[-1] == pytest.approx(_logged(full, "reward")[-1])

@@ -19,6 +19,7 @@ adapter contract; it imports no backbone.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -39,6 +40,9 @@ from .rollout import RolloutOptions, Trajectory, rollout_group, rollout_seed
 from .step_selection import StepSelector
 
 logger = logging.getLogger(__name__)
+
+STATE_FILE = "clear_grpo_state.json"
+"""Checkpoint file holding the step selector's state, so a resumed run chooses the same steps."""
 
 
 def _find_adapter(model: Any, tokenizer: Any) -> BackboneAdapter:
@@ -356,6 +360,21 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             metrics["skipped_nonfinite"].append(1.0)
             return torch.zeros((), device=loss.device, requires_grad=True)
         return loss
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial) -> None:
+        """TRL's checkpoint (safetensors weights, optimizer, RNG) plus the step selector's state."""
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            (folder / STATE_FILE).write_text(json.dumps(self.selector.state_dict()))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        """Restore RNG states and, when saved, the step selector's (resume chooses the same steps)."""
+        super()._load_rng_state(checkpoint)
+        path = Path(checkpoint) / STATE_FILE if checkpoint else None
+        if path is not None and path.is_file():
+            self.selector.load_state_dict(json.loads(path.read_text()))
 
     def rollout_samples(self, inputs: Sequence[dict[str, Any]]) -> list[Trajectory]:
         """Rollouts of ``inputs`` (rows repeated G times, as TRL's sampler gives them), for inspection and tests."""

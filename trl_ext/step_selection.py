@@ -38,3 +38,14 @@ class StepSelector:
             weights = [math.sin(math.pi * (k + 0.5) / num_steps) for k in range(num_steps)]
             return self.rng.choices(range(num_steps), weights=weights)[0]
         return self.rng.randrange(num_steps)
+
+    def state_dict(self) -> dict:
+        """JSON-ready state (counter and generator), for checkpoints."""
+        version, internal, gauss = self.rng.getstate()
+        return {"strategy": self.strategy, "counter": self.counter, "rng": [version, list(internal), gauss]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (resume continues the same sequence of choices)."""
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.counter = int(state["counter"])
