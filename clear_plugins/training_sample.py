@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
     from clear_plugins.adapters.base import Latent, SDERecord
 
+ATTENTION_MODES: tuple[str, ...] = ("auto", "flex", "dense")
+"""Values of :attr:`PackingOptions.attention`."""
+
 Text = str | Sequence[int]
 """A text part: a string the adapter tokenises, or token ids used as they are."""
 
@@ -191,6 +194,8 @@ class PackingOptions:
         text_dropout_prob: probability of dropping each text segment (the reference's text-condition dropout).
         timestep_shift: shift applied to the sampled SFT flow time ``t = sigmoid(N(0, 1))``.
         output_hidden_states: return per-layer hidden states (needed by the distillation loss).
+        attention: how the backbone attends over a packed row: ``"flex"`` (block-sparse, no dense mask),
+            ``"dense"`` (a dense mask) or ``"auto"`` (flex where the backbone and torch support it).
         generator: draws flow times, noise and dropouts (``None``: torch's global generator).
     """
 
@@ -199,6 +204,7 @@ class PackingOptions:
     text_dropout_prob: float = 0.0
     timestep_shift: float = 1.0
     output_hidden_states: bool = False
+    attention: str = "auto"
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
@@ -211,6 +217,8 @@ class PackingOptions:
             raise ClearConfigError(
                 f"max_tokens_per_row={self.max_tokens_per_row!r} must be >= 1, or None for one row."
             )
+        if self.attention not in ATTENTION_MODES:
+            raise ClearConfigError(f"attention={self.attention!r} must be one of {ATTENTION_MODES}.")
         if not self.timestep_shift > 0:
             raise ClearConfigError(f"timestep_shift={self.timestep_shift!r} must be > 0 (1.0: no shift).")
 

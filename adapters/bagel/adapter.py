@@ -35,6 +35,7 @@ from . import restore as restoration
 from .batch import IGNORE_INDEX, PackedBatch
 from .context import BagelContext, ContextRunner
 from .embeddings import grid_position_ids, patchify
+from .flex_attention import resolve_attention
 from .guidance import BagelGuidance
 from .image_transforms import ImageTransform, tensor_to_pil
 from .packing import AttnMode, TokenKind
@@ -219,7 +220,8 @@ class BagelAdapter(BackboneAdapter):
         layout = batch.inputs.layout
         want_states = batch.output_hidden_states if output_hidden_states is None else output_hidden_states
         embeds = self.model.embed_packed(batch.inputs)
-        out = self.model.forward_packed(embeds, layout, output_hidden_states=want_states)
+        attention = resolve_attention(batch.attention, device)
+        out = self.model.forward_packed(embeds, layout, output_hidden_states=want_states, attention=attention)
         label_index = torch.nonzero(batch.labels != IGNORE_INDEX, as_tuple=False).flatten()
         noised = (layout.kind == int(TokenKind.LATENT)) & (layout.mode == int(AttnMode.NOISE))
         velocity_index = torch.nonzero(noised, as_tuple=False).flatten()

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 from transformers import Qwen2Config
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.qwen2.modeling_qwen2 import (
     Qwen2MLP,
     Qwen2RMSNorm,
@@ -27,7 +26,8 @@ from transformers.models.qwen2.modeling_qwen2 import (
 from clear_plugins.errors import ClearConfigError
 
 from .cache import BagelKVCache
-from .packing import PackedLayout, Routing, attention_bias, attention_mask
+from .flex_attention import attention_interface, packed_mask
+from .packing import PackedLayout, Routing
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -78,8 +78,8 @@ class BagelMoTAttention(nn.Module):
         keys, values = (
             (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
         )
-        interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
+        interface: Callable = attention_interface(
+            self.config._attn_implementation, mask, eager_attention_forward
         )
         out, _ = interface(
             self,
@@ -164,8 +164,11 @@ class BagelMoTModel(nn.Module):
         past_key_values: BagelKVCache | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
+        attention: str = "dense",
     ) -> PackedOutput:
         """Run the packed tokens ``[L, H]`` described by ``layout`` on top of ``past_key_values`` (if any).
+
+        ``attention="flex"`` attends through a flex-attention BlockMask instead of a dense mask (training).
 
         With ``use_cache`` the new keys/values are appended to ``past_key_values`` (a new cache if ``None``);
         without it the cache is only read (e.g. a denoising step that must not enter the context).
@@ -176,8 +179,8 @@ class BagelMoTModel(nn.Module):
             )
         cache = past_key_values
         key_layout = layout if cache is None or cache.layout is None else cache.layout.cat(layout)
-        mask = attention_bias(
-            attention_mask(layout, key_layout), self.config._attn_implementation, inputs_embeds.dtype
+        mask = packed_mask(
+            layout, key_layout, attention, self.config._attn_implementation, inputs_embeds.dtype
         )
         routing = Routing(layout.gen_mask)
         position_embeddings = self.rotary_emb(inputs_embeds, layout.position[None])

@@ -194,6 +194,7 @@ def pack_training_samples(
             output_hidden_states=options.output_hidden_states,
         )
         batch.sample_offset = row[0]
+        batch.attention = options.attention
         batches.append(batch)
     return batches
 
