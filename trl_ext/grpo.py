@@ -36,6 +36,14 @@ from clear_plugins.rewards import RewardConfig, make_reward_functions
 from . import grpo_batch
 from .grpo_config import InterleavedGRPOConfig
 from .grpo_losses import flow_grpo_loss, group_advantages, image_log_probs
+from .model_utils import (
+    frozen_modules,
+    routed_forward,
+    select_trainable,
+    set_frozen_eval,
+    trainable_names,
+    zero_loss,
+)
 from .rollout import RolloutOptions, Trajectory, rollout_group, rollout_seed
 from .step_selection import StepSelector
 
@@ -108,6 +116,7 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             reward_funcs = make_reward_functions(reward_config, judge)
             if args.reward_weights is None:
                 args.reward_weights = reward_config.reward_weights
+        select_trainable(model, trainable_names(adapter, model, args.trainable_groups))
         beta = args.beta
         if beta and ref_model is None and ref_adapter is None:
             ref_model = copy.deepcopy(model)  # before TRL patches model.forward (trl-subclassing.md)
@@ -133,6 +142,7 @@ class InterleavedGRPOTrainer(GRPOTrainer):
                 ref_model = self.accelerator.prepare_model(ref_model.eval(), evaluation_mode=True)
                 ref_adapter = type(adapter)(ref_model, processing_class)
             self.ref_model, self.ref_adapter = ref_adapter.model, ref_adapter
+        self._frozen = frozen_modules(adapter, model)
         self.sde = args.sde_config()
         self.selector = StepSelector(args.step_selection, seed=args.seed)
         self._forward: dict[str, Any] = {}
@@ -272,11 +282,20 @@ class InterleavedGRPOTrainer(GRPOTrainer):
         metrics["time/restore"].append(sum(t.seconds.get("restore", 0.0) for t in trajectories))
 
     # -- training forward and loss -------------------------------------------------------------------------------
-    def _logps(self, adapter: BackboneAdapter, inputs: dict[str, Any], compute_entropy: bool) -> tuple:
-        """One packed forward of the batch's rollouts: per-token log-probs/entropies ``[B, T]`` and the outputs."""
+    def _logps(
+        self, adapter: BackboneAdapter, inputs: dict[str, Any], compute_entropy: bool, model: Any = None
+    ) -> tuple:
+        """One packed forward of the batch's rollouts: per-token log-probs/entropies ``[B, T]`` and the outputs.
+
+        With ``model`` (the policy as TRL wrapped it) the forward runs through the wrapper, so DDP syncs the
+        gradients (trl-subclassing.md's silent-divergence trap)."""
         batch = adapter.pack_rollouts(inputs["rollout_samples"])
         with self.accelerator.autocast():
-            outputs = adapter.training_forward(batch)
+            if model is None:
+                outputs = adapter.training_forward(batch)
+            else:
+                with routed_forward(model, adapter.training_forward) as routed:
+                    outputs = routed(batch)
         logps, entropies = grpo_batch.token_logps(
             outputs,
             inputs["token_positions"],
@@ -293,7 +312,10 @@ class InterleavedGRPOTrainer(GRPOTrainer):
         """The policy's log-probs from the packed rollout replay (TRL's signature; the ids are bookkeeping)."""
         inputs = self._forward["inputs"]
         tick = time.perf_counter()
-        logps, entropies, outputs = self._logps(self.adapter, inputs, kwargs.get("compute_entropy", False))
+        set_frozen_eval(self._frozen)
+        logps, entropies, outputs = self._logps(
+            self.adapter, inputs, kwargs.get("compute_entropy", False), model=model
+        )
         self._forward.update(outputs=outputs, logps=logps, seconds=time.perf_counter() - tick)
         return logps, entropies, None
 
@@ -358,7 +380,7 @@ class InterleavedGRPOTrainer(GRPOTrainer):
                 self.state.global_step,
             )
             metrics["skipped_nonfinite"].append(1.0)
-            return torch.zeros((), device=loss.device, requires_grad=True)
+            return zero_loss(model)
         return loss
 
     # -- checkpoints --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from trl import GRPOConfig
 
+from clear_plugins.adapters.base import PARAMETER_GROUPS
 from clear_plugins.bridge import BridgeMode
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.flow import SDEConfig
@@ -133,6 +134,13 @@ class InterleavedGRPOConfig(GRPOConfig):
             "instead of stopping training."
         },
     )
+    trainable_groups: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Parameter groups to train (understanding, generation, bridge, vision, vae); None: the "
+            "adapter's default (LLM experts + connectors; SigLIP, VAE and position tables frozen), as in SFT."
+        },
+    )
     image_column: str = field(
         default="degraded_image",
         metadata={
@@ -172,6 +180,11 @@ class InterleavedGRPOConfig(GRPOConfig):
         self.sde_config()  # validates the grid and σ with named errors
 
     def _check_choices(self) -> None:
+        unknown = [g for g in self.trainable_groups or () if g not in PARAMETER_GROUPS]
+        if unknown:
+            raise ClearConfigError(
+                f"trainable_groups has unknown group(s) {unknown}; use {PARAMETER_GROUPS}."
+            )
         for name, allowed in (
             ("step_selection", STEP_SELECTIONS),
             ("image_loss_steps", IMAGE_LOSS_STEPS),
