@@ -11,6 +11,7 @@ from adapter_contract import photo
 from bagel_helpers import ids, scripted, tiny_adapter
 
 from clear_plugins.flow import SDEConfig
+from clear_plugins.tags import sampling_vocabulary, tag_mode
 from clear_plugins.trl_ext import grpo_batch
 from clear_plugins.trl_ext.grpo_losses import image_log_probs
 from clear_plugins.trl_ext.rollout import RolloutOptions, rollout_group
@@ -96,7 +97,7 @@ def _replay(adapter, trajectories, samples):
         inputs["token_positions"],
         inputs["completion_ids"].shape[1],
         temperature=1.0,
-        vocab_limit=len(adapter.tokenizer),
+        vocabulary=sampling_vocabulary(adapter.tokenizer, tag_mode(adapter.model.config)),
         compute_entropy=False,
     )
     steps, _ = grpo_batch.flat_steps(samples)

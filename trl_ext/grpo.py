@@ -22,7 +22,6 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from trl import GRPOTrainer
 from clear_plugins.adapters.base import BackboneAdapter, RolloutSample
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.rewards import RewardConfig, make_reward_functions
+from clear_plugins.tags import sampling_vocabulary, tag_mode
 
 from . import grpo_batch
 from .grpo_config import InterleavedGRPOConfig
@@ -45,18 +45,13 @@ from .model_utils import (
     zero_loss,
 )
 from .rollout import RolloutOptions, Trajectory, rollout_group, rollout_seed
+from .sft import find_adapter
 from .step_selection import StepSelector
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "clear_grpo_state.json"
 """Checkpoint file holding the step selector's state, so a resumed run chooses the same steps."""
-
-
-def _find_adapter(model: Any, tokenizer: Any) -> BackboneAdapter:
-    from clear_plugins.plugins import load_plugins
-
-    return load_plugins().adapter_for(model)(model, tokenizer)
 
 
 def _with_fallback(judge: Any, enabled: bool) -> Any:
@@ -109,7 +104,7 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             )
         if processing_class is None:
             raise ClearConfigError("processing_class must be the model's tokenizer.")
-        adapter = adapter if adapter is not None else _find_adapter(model, processing_class)
+        adapter = adapter if adapter is not None else find_adapter(model, processing_class)
         if reward_funcs is None:
             reward_config = RewardConfig(decision_weight=0.15 if args.decision_reward else 0.0)
             judge = _with_fallback(judge, args.judge_fallback)
@@ -301,7 +296,7 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             inputs["token_positions"],
             inputs["completion_ids"].shape[1],
             temperature=self.temperature,
-            vocab_limit=len(self.processing_class),
+            vocabulary=sampling_vocabulary(self.processing_class, tag_mode(adapter.model.config)),
             compute_entropy=compute_entropy,
         )
         return logps, entropies, outputs
@@ -397,7 +392,3 @@ class InterleavedGRPOTrainer(GRPOTrainer):
         path = Path(checkpoint) / STATE_FILE if checkpoint else None
         if path is not None and path.is_file():
             self.selector.load_state_dict(json.loads(path.read_text()))
-
-    def rollout_samples(self, inputs: Sequence[dict[str, Any]]) -> list[Trajectory]:
-        """Rollouts of ``inputs`` (rows repeated G times, as TRL's sampler gives them), for inspection and tests."""
-        return self._rollouts(list(inputs), self.num_generations)[0]

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from clear_plugins.adapters.base import RolloutSample, SDERecord, TrainingOutputs
 from clear_plugins.flow import SDEConfig
+from clear_plugins.tags import SamplingVocabulary
 
 from .rollout import Trajectory
 
@@ -60,20 +61,22 @@ def token_logps(
     width: int,
     *,
     temperature: float,
-    vocab_limit: int | None,
+    vocabulary: SamplingVocabulary | None,
     compute_entropy: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-token log-probs (and entropies) ``[B, width]`` from a packed forward's ``text_logits``.
 
     ``text_logits`` ``[N, V]`` hold one row per segment token, sample after sample; row ``j`` of sample ``b``
-    goes to column ``token_positions[b][j]``. Logits are divided by ``temperature`` and ids at or above
-    ``vocab_limit`` (rows the sampler never draws) are masked, as in the rollout.
+    goes to column ``token_positions[b][j]``. Logits are divided by ``temperature`` and ids outside the sampling
+    ``vocabulary`` (spare rows, tag tokens in text mode) are masked, as in the rollout.
     """
     logits = outputs.text_logits.float() / temperature  # [N, V]
-    if vocab_limit is not None and vocab_limit < logits.shape[-1]:
-        logits = logits.masked_fill(
-            torch.arange(logits.shape[-1], device=logits.device) >= vocab_limit, float("-inf")
-        )
+    if vocabulary is not None:
+        ids = torch.arange(logits.shape[-1], device=logits.device)
+        blocked = ids >= vocabulary.size
+        if vocabulary.excluded:
+            blocked[list(vocabulary.excluded)] = True
+        logits = logits.masked_fill(blocked, float("-inf"))
     log_probs = torch.log_softmax(logits, dim=-1)  # [N, V]
     labels = outputs.text_labels.to(logits.device)
     picked = log_probs.gather(1, labels[:, None])[:, 0]  # [N]
