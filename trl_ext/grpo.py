@@ -177,29 +177,30 @@ class InterleavedGRPOTrainer(GRPOTrainer):
         )
 
     def _rollouts(self, inputs: list[dict[str, Any]], group: int) -> tuple[list[Trajectory], float]:
-        """One :func:`rollout_group` per run of ``group`` identical rows; returns trajectories and prefill time."""
+        """Rollouts of the local rows; returns trajectories (in row order) and the prefill time.
+
+        TRL lays the generation batch out as each prompt repeated ``group`` times, split across processes in
+        order, so global row ``i`` belongs to prompt ``i // group``; each run of local rows of one prompt shares
+        one prefill (a group cut by a process boundary is prefilled on both sides). Seeds come from the global row
+        index, so every rollout of a step differs.
+        """
         trajectories, prefill = [], 0.0
+        offset = self.accelerator.process_index * len(inputs)
+        runs: dict[int, list[int]] = {}
+        for i in range(len(inputs)):
+            runs.setdefault((offset + i) // group, []).append(offset + i)
         was_training = self.adapter.model.training
         self.adapter.model.eval()
         try:
-            for g in range(len(inputs) // group):
-                row = inputs[g * group]
-                seeds = [
-                    rollout_seed(
-                        self.args.seed,
-                        self.state.global_step,
-                        self.accelerator.process_index * 100_003 + g,
-                        k,
-                    )
-                    for k in range(group)
-                ]
+            for rows in runs.values():
+                row = inputs[rows[0] - offset]
                 result = rollout_group(
                     self.adapter,
                     self._load_image(row[self.args.image_column]),
                     str(row[self.args.question_column]),
-                    num_generations=group,
+                    num_generations=len(rows),
                     options=self._rollout_options(row),
-                    seeds=seeds,
+                    seeds=[rollout_seed(self.args.seed, self.state.global_step, 0, i) for i in rows],
                 )
                 trajectories.extend(result.trajectories)
                 prefill += result.prefill_seconds
