@@ -9,7 +9,7 @@ from adapter_contract import photo
 from serving_helpers import model_folders
 
 from clear_plugins.cli import main
-from clear_plugins.commands.train_grpo import CONFIG_FLAGS, PAPER_DEFAULTS
+from clear_plugins.commands.train_grpo import CONFIG_FLAGS, FLAG_HELP, PAPER_DEFAULTS
 
 
 def _rows(folder):
@@ -88,6 +88,6 @@ def test_help_defaults_are_the_config_defaults(tmp_path):
     from clear_plugins.trl_ext.grpo_config import InterleavedGRPOConfig
 
     config = InterleavedGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
-    assert set(PAPER_DEFAULTS) == set(CONFIG_FLAGS)
+    assert set(PAPER_DEFAULTS) == set(CONFIG_FLAGS) == set(FLAG_HELP)
     for name, value in PAPER_DEFAULTS.items():
         assert getattr(config, name) == value, name

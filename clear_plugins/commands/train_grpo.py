@@ -68,6 +68,30 @@ PAPER_DEFAULTS: dict[str, Any] = {
 }
 """Defaults shown in --help (the paper preset; --preset reference changes some, see the README)."""
 
+FLAG_HELP: dict[str, str] = {
+    "num_generations": "G, trajectories per prompt",
+    "learning_rate": "learning rate",
+    "beta": "KL weight to the frozen start model (0: no reference)",
+    "epsilon": "clip range of the text (and image) ratio",
+    "loss_type": "TRL text loss: grpo (Eq. 8), dr_grpo, dapo, bnpo, ...",
+    "image_loss_weight": "lambda of the Flow-GRPO image loss (0: text only)",
+    "num_timesteps": "restore grid points in rollouts",
+    "sde_sigma_schedule": "constant or flow_grpo",
+    "sde_sigma": "constant SDE sigma",
+    "step_selection": "uniform, round_robin or weighted",
+    "image_loss_steps": "one (the method) or all (ablation)",
+    "bridge_mode": "bridge or decode_reencode (ablation)",
+    "max_completion_length": "text tokens per trajectory",
+    "temperature": "text sampling temperature",
+    "per_device_train_batch_size": "trajectories per device and step (a multiple of G overall)",
+    "gradient_accumulation_steps": "micro-steps per optimizer step",
+    "max_steps": "stop after this many steps (-1: epochs decide)",
+    "num_train_epochs": "passes over the rows",
+    "save_steps": "checkpoint every N steps",
+    "logging_steps": "log every N steps",
+    "seed": "seed of rollouts and step selection",
+}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``clear-plugins train grpo`` arguments."""
@@ -104,7 +128,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name in CONFIG_FLAGS:
         default = PAPER_DEFAULTS[name]
         kind = type(default) if not isinstance(default, bool) else str
-        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"default {default}")
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{FLAG_HELP[name]} (default {default})",
+        )
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
