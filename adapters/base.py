@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from clear_plugins.bridge import BridgeMode
     from clear_plugins.flow import SDEConfig
+    from clear_plugins.training_sample import PackingOptions, TrainingSample
 
 ImagePolicy = Literal["flow", "discrete"]
 PARAMETER_GROUPS: tuple[str, ...] = ("understanding", "generation", "bridge", "vision", "vae")
@@ -103,7 +104,12 @@ class TrainingOutputs:
             ``[num_latent_tokens, latent_dim]`` (``flow``) or image-token logits (``discrete``).
         image_target: the regression target aligned with ``image_output`` (e.g. ``noise - x0``), if known.
         hidden_states: per-layer hidden states ``[num_layers + 1]`` of ``[seq_len, hidden]`` when requested.
-        extra: backbone-specific tensors (index maps for distillation, per-token image index).
+        extra: backbone-specific tensors, plus these backbone-blind keys for batches built by
+            :meth:`BackboneAdapter.pack_training_samples`: ``text_sample`` ``[num_text_targets]`` and
+            ``image_sample`` ``[num_latent_tokens]`` (which sample of the packed row each row of ``text_logits`` /
+            ``image_output`` belongs to), ``image_timesteps`` ``[num_latent_tokens]`` (flow time of each), and
+            ``distill_a`` / ``distill_b`` (``[K]`` positions in ``hidden_states`` of paired understanding and clean
+            latent tokens of the same image) with ``distill_pair`` (``[K]`` pair index).
     """
 
     text_logits: torch.Tensor | None = None
@@ -141,12 +147,44 @@ class TextResult:
         stopped_on: the stop string that ended generation (e.g. ``"<image_restore>"``), or ``None`` when it ended
             on the end-of-segment token or the token budget.
         context: the context after the new tokens (its cache extended).
+        logprobs: one entry per ``token_ids`` entry: the log-probability of the token under the distribution it
+            was drawn from (temperature applied, vocabulary restricted as sampled, before any top-p cut), or
+            ``None`` for a token the adapter appended itself (e.g. the end-of-segment token after a stop string).
+            ``None`` as a whole when the adapter does not record them. GRPO's importance ratio uses them.
     """
 
     text: str
     token_ids: list[int]
     stopped_on: str | None
     context: Any
+    logprobs: list[float | None] | None = None
+
+
+@dataclass
+class RolloutSample:
+    """One sampled interleaved trajectory, as the GRPO training forward replays it (backbone-blind).
+
+    The training forward renders exactly what the rollout's context held: the prompt, the first assistant
+    segment, then — when the rollout restored — each chosen denoising step's ``x_t`` as a *noise block*
+    (invisible to every later token; the velocity is read there) followed by the restored image as the rollout
+    bridged it (visible), then the remaining assistant segments.
+
+    Attributes:
+        prompt: the adapter's context right after :meth:`BackboneAdapter.start_context` (shared by a group).
+        segments: token ids of each assistant segment exactly as :meth:`BackboneAdapter.generate_text` returned
+            them (the adapter adds its own segment openers).
+        restored: the latent put into the context after the first segment, or ``None`` (no restoration).
+        bridge_mode: how the rollout put ``restored`` into the context (a :class:`~clear_plugins.bridge.BridgeMode`
+            value).
+        steps: the recorded SDE steps to inject as noise blocks (one chosen step, or every step for the
+            all-steps ablation); empty when only the text is trained.
+    """
+
+    prompt: Any
+    segments: list[list[int]]
+    restored: Latent | None = None
+    bridge_mode: str = "bridge"
+    steps: list[SDERecord] = field(default_factory=list)
 
 
 class BackboneAdapter(ABC):
@@ -272,6 +310,38 @@ class BackboneAdapter(ABC):
 
         This is not ``model.forward``, which TRL patches for its fused LM head.
         """
+
+    def pack_rollouts(self, samples: Sequence[RolloutSample]) -> Any:
+        """Pack GRPO trajectories into one batch for :meth:`training_forward`.
+
+        The forward's ``text_logits`` must hold, sample after sample, one row per token of ``segments`` (in
+        order), predicting that token from the same context the rollout sampled it in; ``image_output`` holds
+        the velocity at each injected step's tokens, sample after sample and step after step, with
+        ``extra["velocity_image"]`` numbering the injected steps ``0, 1, …`` in that order. Backbones without
+        GRPO support keep this default.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement pack_rollouts, so it cannot be trained with GRPO; implement "
+            "pack_rollouts(samples) -> batch for training_forward."
+        )
+
+    @abstractmethod
+    def pack_training_samples(
+        self, samples: Sequence[TrainingSample], options: PackingOptions | None = None
+    ) -> list[Any]:
+        """Pack backbone-blind samples into training batches that :meth:`training_forward` accepts.
+
+        Each batch is one packed row holding one or more whole samples, in order, within
+        ``options.max_tokens_per_row``. Text targets are every assistant token of ``prefix`` and ``suffix`` plus
+        the end-of-segment marker that closes each (none after an ``end_open`` suffix); prompt text has none.
+        ``TrainingOutputs.extra["text_sample"]`` indexes samples within the row (0, 1, …, in the order given).
+        """
+
+    def default_trainable_parameters(self, model: Any = None) -> list[str]:
+        """Parameter names SFT trains by default (SPEC Stage 1): the ``understanding``, ``generation`` and
+        ``bridge`` groups. Backbones override it to add or drop modules (e.g. a ViT connector, frozen tables)."""
+        groups = self.parameter_groups(model)
+        return [name for group in ("understanding", "generation", "bridge") for name in groups[group]]
 
     @abstractmethod
     def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:
