@@ -350,7 +350,7 @@ def restoration_gate(adapter: Any, cfg: BaseTrainConfig, log: Any) -> dict[str, 
     return table
 
 
-def pretrain_base(out: Path, cfg: BaseTrainConfig) -> dict[str, Any]:
+def pretrain_base(out: Path, cfg: BaseTrainConfig, command: str = "") -> dict[str, Any]:
     """Train stage 0 into ``out`` (``model.safetensors``, config, tokenizer, ``train_log.txt``, ``stage0.json``)."""
     import torch
 
@@ -383,6 +383,7 @@ def pretrain_base(out: Path, cfg: BaseTrainConfig) -> dict[str, Any]:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     record = {
+        "command": command,
         "config": asdict(cfg),
         "gate": gate,
         "cpu_seconds": time.process_time() - started,

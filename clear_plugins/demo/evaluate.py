@@ -60,7 +60,8 @@ def summarise(
 ) -> dict[str, Any]:
     """Accuracy (overall, colour+shape, yes/no) and trigger rate per level."""
     table: dict[str, Any] = {}
-    for level in EVAL_LEVELS:
+    present = {it.level for it in items}
+    for level in (lv for lv in EVAL_LEVELS if lv in present):
         rows = [
             (it, a, t)
             for it, a, t in zip(items, answers, triggered or [False] * len(items), strict=True)

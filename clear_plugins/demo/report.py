@@ -192,3 +192,31 @@ def render(results: dict[str, Any], figures: list[str], triptychs: list[str]) ->
     ]
     lines += [f"![{t}]({t})" for t in triptychs] or ["none (no restore was triggered at hard)."]
     return lines
+
+
+def readme_table(results: dict[str, Any], report_link: str) -> list[str]:
+    """The README's demo block: where the run came from and its colour+shape / trigger-rate tables."""
+    m = results["machine"]
+    lines = [
+        f"Latest default run ([full report]({report_link})): `clear-plugins demo --seed {results['seed']}` on "
+        f"{m['cpu_count']} CPU cores, {m['torch_threads']} torch thread, {results.get('wall_seconds', 0) / 60:.0f} min.",
+        "",
+        "Colour+shape accuracy (%) on held-out easy-vqa questions:",
+        "",
+        *accuracy_table(results, "colour_shape_accuracy"),
+        "",
+        "Restoration trigger rate (%):",
+        "",
+        *[row for row in accuracy_table(results, "trigger_rate") if not row.startswith("| base")],
+    ]
+    abl = results.get("ablations")
+    if abl:
+        lines += [
+            "",
+            "Hard level, final model, by bridge mode (accuracy % / colour+shape %): "
+            + "; ".join(
+                f"`{k}` {_fmt(v['accuracy'])} / {_fmt(v['colour_shape_accuracy'])}" for k, v in abl.items()
+            )
+            + ".",
+        ]
+    return lines

@@ -1,6 +1,6 @@
 """The demo's orchestration: stage 0 (shipped base or ``--from-scratch``), stages 1–5, caching and the report.
 
-Every stage writes ``OUT/<stage>/done.json`` when it finishes; a rerun with the same settings skips finished
+Every stage writes ``OUT/stages/<stage>.json`` when it finishes; a rerun with the same settings skips finished
 stages (``OUT/settings.json`` must match, else the run is refused). A stage whose API is missing is recorded as
 ``unavailable`` with the reason, and the stages that need its output are recorded as ``skipped``.
 """
@@ -81,8 +81,8 @@ class Stages:
         self.status: dict[str, Any] = {}
 
     def cached(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-        """Run stage ``name`` unless ``done.json`` records it; record its result, time or why it did not run."""
-        done = self.out / name / "done.json"
+        """Run stage ``name`` unless ``stages/<name>.json`` records it; record its result, time or why it did not run."""
+        done = self.out / "stages" / f"{name}.json"
         if done.is_file():
             record = json.loads(done.read_text(encoding="utf-8"))
             self.say(f"[{name}] cached ({record['seconds']:.0f}s when it ran)")

@@ -26,14 +26,14 @@ class StageSizes:
     """How much each stage does (default run vs ``--quick``)."""
 
     data_samples: int = 480
-    sft_steps: int = 150
+    sft_steps: int = 120
     sft_batch: int = 8
     sft_lr: float = 1e-3
     grpo_steps: int = 12
     grpo_prompts: int = 4
     grpo_generations: int = 4
     grpo_lr: float = 1e-4
-    grpo_max_completion: int = 64
+    grpo_max_completion: int = 96
     eval_questions: int = 48
     restore_steps: int = 10
 
