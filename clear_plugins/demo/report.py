@@ -143,6 +143,13 @@ def render(results: dict[str, Any], figures: list[str], triptychs: list[str]) ->
         f"**{'passed' if gate.get('passed') else 'FAILED'}**; VAE round trip {_fmt(gate.get('vae_psnr'), False)} dB.",
         "",
     ]
+    if not gate.get("passed"):
+        lines += [
+            "**The restoration gate failed**: on held-out images the base's restorer does not beat the degraded "
+            "input at the hard level for every type, so restore-then-answer cannot be expected to help here; "
+            "read the accuracy tables with that in mind.",
+            "",
+        ]
     lines += ["| gate | degraded dB | restored dB |", "|---|---|---|"]
     for key, row in gate.items():
         if isinstance(row, dict):

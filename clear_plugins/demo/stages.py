@@ -26,15 +26,15 @@ class StageSizes:
     """How much each stage does (default run vs ``--quick``)."""
 
     data_samples: int = 480
-    sft_steps: int = 120
+    sft_steps: int = 250
     sft_batch: int = 8
-    sft_lr: float = 1e-3
+    sft_lr: float = 3e-3
     grpo_steps: int = 12
     grpo_prompts: int = 4
     grpo_generations: int = 4
     grpo_lr: float = 1e-4
     grpo_max_completion: int = 96
-    eval_questions: int = 48
+    eval_questions: int = 32
     restore_steps: int = 10
 
     @classmethod
