@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         cfg = BaseTrainConfig.quick(args.seed) if args.quick else BaseTrainConfig(seed=args.seed)
         command = " ".join(["clear-plugins", *sys.argv[1:]]) if sys.argv[0].endswith("clear-plugins") else ""
-        record = pretrain_base(args.out, cfg, command or f"clear-plugins demo --pretrain-base --seed {args.seed}")
+        record = pretrain_base(
+            args.out, cfg, command or f"clear-plugins demo --pretrain-base --seed {args.seed}"
+        )
         digest = sha256(args.out / "model.safetensors")
         (args.out / "SHA256").write_text(f"{digest}  model.safetensors\n", encoding="utf-8")
         print(f"stage 0 written to {args.out} (gate {'passed' if record['gate']['passed'] else 'FAILED'})")
