@@ -34,7 +34,7 @@ def psnr_summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Mean degraded / restored PSNR per level over the final model's restores."""
     source = results.get("eval_rl") or results.get("eval_sft") or {}
     out: dict[str, dict[str, float]] = {}
-    for level in EVAL_LEVELS:
+    for level in EVAL_LEVELS[1:]:  # a clean input has no degraded PSNR
         rows = [r for r in source.get("psnr", []) if r["level"] == level]
         if rows:
             out[level] = {

@@ -26,7 +26,7 @@ class StageSizes:
     """How much each stage does (default run vs ``--quick``)."""
 
     data_samples: int = 480
-    sft_steps: int = 250
+    sft_steps: int = 500
     sft_batch: int = 8
     sft_lr: float = 3e-3
     grpo_steps: int = 12
