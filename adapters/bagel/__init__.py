@@ -14,12 +14,13 @@ if TYPE_CHECKING:
     from .configuration_bagel import BagelConfig
     from .context import BagelContext
     from .guidance import BagelGuidance
-    from .modeling_bagel import BagelForConditionalGeneration
+    from .modeling_bagel import BagelForConditionalGeneration, ClearBagelForConditionalGeneration
     from .restore import BagelRestoreConfig
 
 _EXPORTS = {
     "BagelConfig": ".configuration_bagel",
     "BagelForConditionalGeneration": ".modeling_bagel",
+    "ClearBagelForConditionalGeneration": ".modeling_bagel",
     "BagelAdapter": ".adapter",
     "BagelContext": ".context",
     "BagelGuidance": ".guidance",
@@ -35,6 +36,7 @@ __all__ = [
     "BagelForConditionalGeneration",
     "BagelGuidance",
     "BagelRestoreConfig",
+    "ClearBagelForConditionalGeneration",
     "from_official_checkpoint",
     "load_official_tokenizer",
 ]

@@ -12,7 +12,7 @@ import json
 from importlib import resources
 from typing import Any, ClassVar
 
-from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
+from transformers import AutoConfig, PreTrainedConfig, Qwen2Config, SiglipVisionConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from clear_plugins.errors import ClearConfigError
@@ -255,3 +255,5 @@ class BagelConfig(PreTrainedConfig):
 
 
 __all__ = ["BagelConfig", "flux_vae_config"]
+
+AutoConfig.register(BagelConfig.model_type, BagelConfig, exist_ok=True)

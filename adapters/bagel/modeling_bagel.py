@@ -18,11 +18,12 @@ from typing import ClassVar
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from clear_plugins.errors import ClearConfigError
+from clear_plugins.hub_cards.inference import ClearInferenceMixin
 
 from .cache import BagelKVCache
 from .configuration_bagel import BagelConfig
@@ -278,4 +279,12 @@ class BagelForConditionalGeneration(BagelPreTrainedModel, GenerationMixin):
         }
 
 
-__all__ = ["BagelForConditionalGeneration", "BagelPreTrainedModel"]
+class ClearBagelForConditionalGeneration(ClearInferenceMixin, BagelForConditionalGeneration):
+    """Bagel with the CLEAR inference API built in: ``generate(images=..., questions=...)`` restores then answers
+    with the settings an export recorded (see :mod:`clear_plugins.hub_cards.inference`). ``AutoModel`` loads
+    ``clear_bagel`` folders as this class; the weights are those of :class:`BagelForConditionalGeneration`."""
+
+
+AutoModel.register(BagelConfig, ClearBagelForConditionalGeneration, exist_ok=True)
+
+__all__ = ["BagelForConditionalGeneration", "BagelPreTrainedModel", "ClearBagelForConditionalGeneration"]
