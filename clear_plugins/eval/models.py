@@ -118,7 +118,12 @@ def _with_decode(config: Any, keep: bool) -> Any:
 
 
 class HFPipelineModel:
-    """A baseline VLM through a transformers ``image-text-to-text`` pipeline, batched with ``batch_size``."""
+    """A baseline VLM through a transformers ``image-text-to-text`` pipeline, batched with ``batch_size``.
+
+    Batched generation with a decoder-only model needs left padding (right padding puts pad tokens between
+    the prompt and the new text, and the tiny LLaVA of the tests then answers differently batched than alone),
+    so with ``batch_size > 1`` the pipeline's tokenizer is switched to ``padding_side="left"``.
+    """
 
     def __init__(
         self,
@@ -132,6 +137,10 @@ class HFPipelineModel:
         self.name = name or getattr(getattr(pipe, "model", None), "name_or_path", None) or "hf-pipeline"
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        processor = getattr(pipe, "processor", None)
+        tokenizer = getattr(processor, "tokenizer", None) or getattr(pipe, "tokenizer", None)
+        if batch_size > 1 and tokenizer is not None:
+            tokenizer.padding_side = "left"
 
     @classmethod
     def from_pretrained(cls, model: str, **kwargs: Any) -> HFPipelineModel:
@@ -241,6 +250,7 @@ class OpenAIModel:
             {"type": "image_url", "image_url": {"url": image_data_url(request.image)}},
             {"type": "text", "text": request.prompt},
         ]
+        failure = None
         try:
             reply = self.client.chat.completions.create(
                 model=self.model,
@@ -248,11 +258,13 @@ class OpenAIModel:
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
             )
-        except openai.OpenAIError as exc:
+        except openai.OpenAIError as exc:  # raised below, outside this block: no chain can carry the key
+            failure = f"{type(exc).__name__}: {_status(exc)}"
+        if failure is not None:
             raise ModelError(
-                f"the endpoint {self.base_url} failed for model {self.model!r} ({type(exc).__name__}: "
-                f"{_status(exc)}); check that it is up, then rerun: finished rows are kept."
-            ) from None
+                f"the endpoint {self.base_url} failed for model {self.model!r} ({failure}); check that it is up, "
+                f"then rerun: finished rows are kept."
+            )
         text = reply.choices[0].message.content or ""
         return ModelAnswer(text=text, answer=text.strip(), seconds=time.perf_counter() - start)
 
