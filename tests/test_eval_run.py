@@ -145,5 +145,7 @@ def test_limit_levels_and_types(benches, tmp_path):
     assert only and {r["type"] for r in only} == set(kept)
     with pytest.raises(ClearConfigError, match="levels"):
         _config(benches, tmp_path / "c", levels=("extreme",))
+    with pytest.raises(ClearConfigError, match="inside the benchmark"):
+        _config(benches, benches[0] / "runs")
     units = unit_scores(records_all)
     assert len(units) == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.eval.items import LEVELS
@@ -62,6 +63,13 @@ class EvalConfig:
         if unknown or not self.levels:
             raise ClearConfigError(
                 f"levels={self.levels!r} must be a non-empty subset of {', '.join(LEVELS)}; fix {unknown or 'it'}."
+            )
+        out = Path(self.output_dir).resolve()
+        clash = [b for b in self.benchmarks if Path(b.split("@")[0]).resolve() in (out, *out.parents)]
+        if clash:
+            raise ClearConfigError(
+                f"output_dir={self.output_dir!r} is inside the benchmark {clash[0]!r}; write the run elsewhere so "
+                f"the benchmark stays as built."
             )
         if self.batch_size < 1:
             raise ClearConfigError(f"batch_size={self.batch_size} must be at least 1.")

@@ -166,7 +166,16 @@ class Benchmark:
         """The table of ``level`` (the source for ``clean``)."""
         if self.fixed is not None or level == "clean":
             source = Path(self.manifest["source"]["path"])
-            return source if source.is_absolute() else (Path.cwd() / source)
+            if source.is_absolute() or source.exists():
+                return source
+            beside = self.folder.parent / source  # a relative path recorded from the build folder's parent
+            if beside.exists():
+                return beside
+            raise ClearConfigError(
+                f"the clean source {str(source)!r} of benchmark {self.name!r} is not found (relative to the current "
+                f"folder or to {self.folder.parent}); run from the folder the build was made in, or leave 'clean' "
+                f"out of the levels."
+            )
         outputs = self.manifest.get("outputs", {})
         if level not in outputs:
             raise ClearConfigError(

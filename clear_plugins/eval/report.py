@@ -48,6 +48,8 @@ def _transpose(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
 
 def _iqa_rows(run_dir: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """IQA of every restored image and its degraded input (cached in ``iqa.jsonl`` by image)."""
+    from PIL import Image
+
     from clear_plugins.eval import iqa
     from clear_plugins.eval.items import Benchmark, iter_items
 
@@ -68,8 +70,6 @@ def _iqa_rows(run_dir: Path, records: list[dict[str, Any]]) -> list[dict[str, An
                         bench = Benchmark.open(record["bench_dir"], name=record["benchmark"])
                         items[key] = {i.row_id: i for i in iter_items(bench, record["level"])}
                     item = items[key][record["row_id"]]
-                    from PIL import Image
-
                     restored = Image.open(run_dir / image_path).convert("RGB")
                     clean = item.clean_image()
                     entry = {
