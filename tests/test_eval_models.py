@@ -77,3 +77,24 @@ def test_clear_pipeline_model_reports_restores_and_restored_images():
     assert dark_answer.num_restores == 1 and dark_answer.restored_images[0].size == (16, 16)
     assert "<image_restore>" in dark_answer.text and dark_answer.answer
     assert model.describe()["adapter"] == "PhotoAdapter"
+
+
+def test_a_saved_clear_model_folder_loads_through_automodel_and_its_adapter(tmp_path):
+    from fake_backbone import FakeConfig, FakeModel, FakePlugin, build_fake
+    from tiny_tokenizer import tiny_tokenizer
+    from transformers import AutoConfig, AutoModel
+
+    from clear_plugins.eval.models import load_clear_model
+    from clear_plugins.plugins import load_plugins
+
+    AutoConfig.register("clear_fake", FakeConfig, exist_ok=True)
+    AutoModel.register(FakeConfig, FakeModel, exist_ok=True)
+    model, _ = build_fake(script=("<think> Clear enough. </think> <answer> B </answer>",))
+    model.save_pretrained(tmp_path / "clear")
+    tiny_tokenizer().save_pretrained(tmp_path / "clear")
+    loaded = load_clear_model(
+        str(tmp_path / "clear"), plugins=load_plugins(extra=[FakePlugin()]), num_steps=4
+    )
+    answer = loaded.answer(_requests(1))[0]
+    assert answer.answer == "B" and answer.num_restores == 0
+    assert loaded.describe()["adapter"] == "FakeAdapter" and loaded.describe()["pipeline"]["num_steps"] == 4

@@ -151,6 +151,7 @@ def write_comparison(
     pct = round(result["confidence"] * 100)
 
     def table(rows: dict[str, dict[str, Any]], first: str) -> str:
+        """A Markdown table of deltas with a verdict column."""
         text = markdown_table(rows, columns, first).splitlines()
         text[0] += " verdict |"
         text[1] += "---|"

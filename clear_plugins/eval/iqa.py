@@ -40,6 +40,7 @@ class _PlainUnpickler(pickle.Unpickler):
     """Admits only builtin containers and numbers: the scaling file holds ``{"min_": [...], "max_": [...]}``."""
 
     def find_class(self, module: str, name: str) -> Any:
+        """Refuse every class: plain data never needs one."""
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the BRISQUE scaling file")
 
 

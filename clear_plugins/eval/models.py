@@ -283,11 +283,17 @@ def _status(exc: Exception) -> str:
 
 
 def load_clear_model(
-    path: str, *, trust_remote_code: bool = False, keep_restored: bool = False, **pipeline_config: Any
+    path: str,
+    *,
+    trust_remote_code: bool = False,
+    keep_restored: bool = False,
+    plugins: Any = None,
+    **pipeline_config: Any,
 ) -> PipelineModel:
     """Load a CLEAR model folder with ``AutoModel``/``AutoTokenizer`` and wrap it in a :class:`PipelineModel`.
 
-    The adapter is found among the registered plugins from the model's ``config.model_type``. Folders that
+    The adapter is found among the registered plugins (``plugins``, default: every installed one) from the
+    model's ``config.model_type``. Folders that
     ``AutoModel`` cannot read (e.g. the official BAGEL-7B-MoT layout) are loaded by their adapter package's own
     loader in Python and passed to :class:`PipelineModel` directly.
     """
@@ -297,5 +303,5 @@ def load_clear_model(
 
     model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    pipeline = ClearPipeline.from_model(model, tokenizer, **pipeline_config)
+    pipeline = ClearPipeline.from_model(model, tokenizer, plugins=plugins, **pipeline_config)
     return PipelineModel(pipeline, name=path, keep_restored=keep_restored)
