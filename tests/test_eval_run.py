@@ -149,3 +149,20 @@ def test_limit_levels_and_types(benches, tmp_path):
         _config(benches, benches[0] / "runs")
     units = unit_scores(records_all)
     assert len(units) == 6
+
+
+def test_a_run_records_its_judge_and_refuses_another(benches, tmp_path):
+    from clear_plugins.rewards.judges import FallbackJudge, JudgeConfig, LLMJudge, RuleJudge
+
+    config = _config(benches[1:], tmp_path / "run", limit=1, levels=("clean",))
+    run_eval(tiny_model(), config, judge=RuleJudge())
+    header = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert header["judge"] == {"type": "RuleJudge"}
+    llm = LLMJudge.from_config(JudgeConfig(base_url="http://127.0.0.1:9/v1", model="judge-m"), api_key="sk-x")
+    with pytest.raises(ClearConfigError, match="changed: judge"):
+        run_eval(tiny_model(), config, judge=FallbackJudge(llm, RuleJudge()))
+    config.overwrite = True
+    run_eval(tiny_model(), config, judge=FallbackJudge(llm, RuleJudge()))
+    text = (tmp_path / "run" / "run.json").read_text()
+    assert json.loads(text)["judge"]["primary"] == {"type": "LLMJudge", "model": "judge-m"}
+    assert "sk-x" not in text and "127.0.0.1:9" not in text

@@ -60,20 +60,39 @@ def _trim_torn_tail(path: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def _prepare(config: EvalConfig, model: EvalModel) -> tuple[Path, set[str]]:
-    """Check the run folder against the model and settings; returns the predictions path and finished keys."""
+def describe_judge(judge: Any) -> dict[str, Any]:
+    """What scores open answers: the judge class, its model name, and a fallback's parts (never a key or URL)."""
+    entry: dict[str, Any] = {"type": type(judge).__name__}
+    model = getattr(getattr(judge, "config", None), "model", None)
+    if model:
+        entry["model"] = model
+    for part in ("primary", "fallback"):
+        if hasattr(judge, part):
+            entry[part] = describe_judge(getattr(judge, part))
+    return entry
+
+
+def _prepare(config: EvalConfig, model: EvalModel, judge: Any) -> tuple[Path, set[str]]:
+    """Check the run folder against the model, judge and settings; returns the predictions path and finished keys."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    header = {"format_version": FORMAT_VERSION, "model": model.describe(), "settings": config.fingerprint()}
+    header = {
+        "format_version": FORMAT_VERSION,
+        "model": model.describe(),
+        "judge": describe_judge(judge),
+        "settings": config.fingerprint(),
+    }
     header = json.loads(json.dumps(header, default=str))
     run_path, predictions = out / RUN_NAME, out / PREDICTIONS_NAME
     if run_path.is_file():
         previous = json.loads(run_path.read_text(encoding="utf-8"))
         if previous != header:
             if not config.overwrite:
+                changed = sorted(k for k in header if previous.get(k) != header[k])
                 raise ClearConfigError(
-                    f"{out} holds a run of another model or settings ({previous.get('model')}); pass another "
-                    f"output folder, or overwrite=True (--overwrite) to discard it."
+                    f"{out} holds a run of another model, judge or settings (changed: {', '.join(changed)}; it "
+                    f"was {previous.get('model')}); pass another output folder, or overwrite=True (--overwrite) "
+                    f"to discard it."
                 )
             predictions.unlink(missing_ok=True)
             shutil.rmtree(out / RESTORED_DIR, ignore_errors=True)
@@ -176,7 +195,7 @@ def run_eval(model: EvalModel, config: EvalConfig, judge: Any = None) -> RunResu
         from clear_plugins.rewards.judges import build_judge
 
         judge = build_judge()
-    predictions, done = _prepare(config, model)
+    predictions, done = _prepare(config, model, judge)
     every = list(_items(config))
     pending = [(p, item) for p, item in every if item.key not in done]
     evaluated = errors = 0
