@@ -149,3 +149,35 @@ def test_released_table_files_name_their_benchmark_level_and_type(benches, tmp_p
     assert Benchmark.open(f"{plain}@mid").levels == ("mid",)
     items = list(iter_items(Benchmark.open(plain), "clean"))
     assert {i.type for i in items} == {"none"} and len({i.circular_group for i in items}) == 6
+
+
+def test_hf_baseline_from_a_saved_folder(benches, tmp_path, capsys):
+    from eval_helpers import tiny_llava_pipeline
+
+    pipe = tiny_llava_pipeline()
+    pipe.model.save_pretrained(tmp_path / "llava")
+    pipe.processor.save_pretrained(tmp_path / "llava")
+    argv = [
+        "eval",
+        "run",
+        str(benches[1]),
+        "-o",
+        str(tmp_path / "run"),
+        "--model-kind",
+        "hf",
+        "--model",
+        str(tmp_path / "llava"),
+        "--levels",
+        "clean,hard",
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "3",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert "12 row(s) evaluated" in capsys.readouterr().err
+    records = read_predictions(tmp_path / "run")
+    assert all(r["text"] and not r["restored"] and r["score"] in (0.0, 1.0) for r in records)
+    header = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert header["model"] == {"kind": "hf_pipeline", "name": str(tmp_path / "llava"), "max_new_tokens": 4}
