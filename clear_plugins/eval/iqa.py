@@ -104,7 +104,8 @@ def psnr_ssim(image: Any, clean: Any) -> tuple[float, float]:
     if reference.size != (test.shape[1], test.shape[0]):
         reference = reference.resize((test.shape[1], test.shape[0]), Image.BICUBIC)
     ref = np.asarray(reference)
-    psnr = float(peak_signal_noise_ratio(ref, test, data_range=255))
+    with np.errstate(divide="ignore"):  # identical images: PSNR is +inf, not a warning
+        psnr = float(peak_signal_noise_ratio(ref, test, data_range=255))
     ssim = float(structural_similarity(ref, test, channel_axis=2, data_range=255))
     return psnr, ssim
 
