@@ -103,7 +103,11 @@ def _slices(
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, config: CompareConfig | None = None) -> dict[str, Any]:
-    """Per-level, per-benchmark, per-corruption and per-category deltas of B over A (Table 10 style)."""
+    """Per-level, per-benchmark, per-corruption and per-category deltas of B over A.
+
+    The per-corruption and per-category slices (Table 10) use the hard level when both runs have it, as the
+    paper does, else the other degraded levels together (``per_type_levels`` says which).
+    """
     config = config or CompareConfig()
     a_records, b_records = read_predictions(run_a), read_predictions(run_b)
     pairs, only_a, only_b = _pairs(a_records, b_records, by_type=False)
@@ -112,6 +116,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, config: CompareConfig | N
             f"{run_a} and {run_b} share no rows (benchmark, level, row); compare runs over the same benchmarks."
         )
     typed = [p for p in _pairs(a_records, b_records, by_type=True)[0] if p[0]["level"] != "clean"]
+    table10_level = "hard" if any(p[0]["level"] == "hard" for p in typed) else "low, mid"
+    if table10_level == "hard":  # Table 10 compares per corruption under Hard degradation
+        typed = [p for p in typed if p[0]["level"] == "hard"]
     order = {level: n for n, level in enumerate(LEVELS)}
     by_level = _slices(pairs, lambda u: u["level"], config)
     return {
@@ -125,6 +132,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, config: CompareConfig | N
             f"{b} / {lv}": v
             for (b, lv), v in _slices(pairs, lambda u: (u["benchmark"], u["level"]), config).items()
         },
+        "per_type_levels": table10_level,
         "per_type": dict(sorted(_slices(typed, lambda u: u["type"], config).items())),
         "per_corruption_category": dict(
             sorted(_slices(typed, lambda u: u["corruption_category"], config).items())
@@ -171,7 +179,7 @@ def write_comparison(
         table(result["per_level"], "level"),
         "## Per benchmark and level",
         table(result["per_benchmark_level"], "benchmark / level"),
-        "## Per corruption (Table 10), degraded levels",
+        f"## Per corruption (Table 10), level: {result['per_type_levels']}",
         table(result["per_type"], "corruption"),
         table(result["per_corruption_category"], "category"),
     ]
