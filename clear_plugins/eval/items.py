@@ -97,7 +97,7 @@ def _decode(payload: ImagePayload | None, key: str) -> Any:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A built benchmark folder: its name, manifest and the table of each level."""
+    """A benchmark to evaluate: a build folder (its manifest and the table of each level) or one table file."""
 
     name: str
     folder: Path
@@ -110,8 +110,9 @@ class Benchmark:
         """Open a build folder (``manifest.json``) or a single table file, e.g. a released MMD-Bench TSV.
 
         A table file is one level of one benchmark: ``FILE@LEVEL`` names the level; otherwise it is read from
-        the file name (``..._LOW_LEVEL_HIGH|MID|LOW`` is hard, mid or low; ``..._<type>`` one of the 16 types at
-        hard, as the released per-degradation files are) and is ``clean`` when the name says neither. The name
+        the file name (``..._LOW_LEVEL_HIGH|MID|LOW`` is hard, mid or low; ``..._<type>`` is one of the 16 types,
+        assumed at hard since Table 10 reports per-corruption accuracy under Hard: pass ``FILE@LEVEL`` when it is
+        not) and is ``clean`` when the name says neither. The name
         without that suffix is the benchmark's name, so per-type files of one benchmark report together.
 
         Raises:
