@@ -182,13 +182,15 @@ def print_human(record: dict[str, Any], stream: Any = None) -> None:
         print(f"restored image: {record['restored_image']}", file=stream)
 
 
-def _done_images(output: Path | None) -> set[str]:
+def _done_jobs(output: Path | None) -> set[tuple[str, str]]:
+    """``(image, question)`` pairs already answered in ``output`` (a half-written last line is ignored)."""
     if output is None or not output.is_file():
         return set()
     done = set()
     for line in output.read_text(encoding="utf-8").splitlines():
         try:
-            done.add(json.loads(line)["image"])
+            row = json.loads(line)
+            done.add((row["image"], row["question"]))
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
     return done
@@ -199,8 +201,8 @@ def _run_batch(args: argparse.Namespace, setup: Any, jobs: list[tuple[Path, str]
 
     from clear_plugins.errors import ClearError
 
-    done = _done_images(args.output)
-    todo = [job for job in jobs if str(job[0]) not in done]
+    done = _done_jobs(args.output)
+    todo = [job for job in jobs if (str(job[0]), job[1]) not in done]
     sink = args.output.open("a", encoding="utf-8") if args.output is not None else sys.stdout
     failures = 0
     try:
