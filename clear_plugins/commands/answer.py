@@ -204,6 +204,12 @@ def _run_batch(args: argparse.Namespace, setup: Any, jobs: list[tuple[Path, str]
     done = _done_jobs(args.output)
     todo = [job for job in jobs if (str(job[0]), job[1]) not in done]
     sink = args.output.open("a", encoding="utf-8") if args.output is not None else sys.stdout
+    if (
+        args.output is not None
+        and args.output.stat().st_size
+        and not args.output.read_bytes().endswith(b"\n")
+    ):
+        sink.write("\n")  # an interrupted run left half a line: start on a fresh one
     failures = 0
     try:
         for image, question in tqdm(
