@@ -167,13 +167,34 @@ class BackboneAdapter(ABC):
 
     model_types: ClassVar[tuple[str, ...]] = ()
     image_policy: ClassVar[ImagePolicy] = "flow"
+    default_tag_mode: ClassVar[str] = "token"
+    """The tag mode :func:`~clear_plugins.injection.inject` uses when neither its options nor the model config
+    name one (:mod:`clear_plugins.tags`)."""
     default_guidance: Any = None
     """The guidance :class:`~clear_plugins.pipeline.ClearPipeline` uses at inference when asked for
     ``"default"`` (Bagel: its editing classifier-free guidance); ``None`` when the backbone has none."""
 
+    presets: ClassVar[tuple[str, ...]] = ()
+    """Names :meth:`apply_preset` accepts (backbone-specific restore settings); empty when there are none."""
+    default_preset: ClassVar[str | None] = None
+    """The preset ``clear-plugins answer`` and ``serve`` apply unless told otherwise (``None``: none)."""
+
     def __init__(self, model: Any, tokenizer: Any = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
+
+    def apply_preset(self, name: str) -> dict[str, Any]:
+        """Put the named preset of restore settings on this adapter; return the
+        :class:`~clear_plugins.pipeline.PipelineConfig` fields it sets. The base class has no presets."""
+        from clear_plugins.errors import ClearConfigError
+
+        raise ClearConfigError(
+            f"preset={name!r}: the {type(self).__name__} backbone defines no presets; leave the preset unset."
+        )
+
+    def describe_preset(self, name: str) -> dict[str, Any]:
+        """The values of the named preset, JSON-ready (recorded in outputs); empty when there are no presets."""
+        return {}
 
     @classmethod
     def matches(cls, model: Any) -> bool:

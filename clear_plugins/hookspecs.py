@@ -80,3 +80,14 @@ def clear_inject_model(
     (reusing spare embedding rows before growing, never shrinking) and routes ``model.generate`` through
     :class:`~clear_plugins.pipeline.ClearPipeline`.
     """
+
+
+@hookspec(firstresult=True)
+def clear_load_model(path: str, options: dict[str, Any]) -> tuple[Any, Any] | None:
+    """Load a model and its tokenizer from the directory ``path``; return ``(model, tokenizer)``.
+
+    Return ``None`` when the directory is not in a layout this plugin reads, so the next plugin may try.
+    ``options`` holds ``weights`` (a weights folder or file to load on top of ``path``, or ``None``), ``ema``
+    (``True``/``False``/``None``: which file of a weights folder), ``dtype`` (a torch dtype or ``None`` for the
+    plugin's default) and ``device``. Used by ``clear-plugins answer`` and ``serve``.
+    """

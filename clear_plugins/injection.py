@@ -3,14 +3,19 @@
 :func:`inject` finds the backbone adapter, then asks the ``clear_inject_model`` hook to do the work; the
 built-in implementation here (registered as a plugin, ``trylast`` so backbone plugins can take over):
 
-1. adds the trajectory tags (``<think>``, ``<image_restore>``, ...) to the tokenizer as single, non-special
-   tokens (so they survive ``decode(skip_special_tokens=True)`` and the trajectory parser sees them);
-2. makes the embeddings large enough, reusing spare rows first (Bagel's checkpoint has 152,064 rows for
-   about 151,665 tokens) and growing only when the tokenizer outgrows them; never shrinking;
+1. picks the tag mode (:mod:`clear_plugins.tags`): ``InjectionOptions.tag_mode``, else the mode the model's
+   config records (``clear_tag_mode``), else the adapter's ``default_tag_mode``; it is written to the config so
+   ``save_pretrained`` keeps it;
+2. in ``"token"`` mode, adds the trajectory tags (``<think>``, ``<image_restore>``, ...) to the tokenizer as
+   single, non-special tokens (so they survive ``decode(skip_special_tokens=True)`` and the trajectory parser
+   sees them) and makes the embeddings large enough, reusing spare rows first (Bagel's checkpoint has 152,064
+   rows for about 151,665 tokens) and growing only when the tokenizer outgrows them; never shrinking. In
+   ``"text"`` mode (Bagel's default, as the CLEAR reference) the tokenizer and the embeddings are left alone;
 3. routes ``model.generate(images=..., ...)`` through :class:`~clear_plugins.pipeline.ClearPipeline`
    (plain text calls go to the original ``generate``).
 
-:meth:`Injection.undo` (or :func:`eject`) restores the tokenizer, the embedding size and ``generate``.
+:meth:`Injection.undo` (or :func:`eject`) restores the tokenizer, the embedding size, the config's tag mode and
+``generate``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clear_plugins.hookspecs import hookimpl
+from clear_plugins.tags import TAG_MODE_ATTRIBUTE, check_tag_mode
 
 if TYPE_CHECKING:
     from clear_plugins.pipeline import PipelineConfig
@@ -34,6 +40,14 @@ class InjectionOptions:
     tags: tuple[str, ...] | None = field(
         default=None,
         metadata={"help": "Tags to add as tokens; None means clear_plugins.trajectory.SPECIAL_TAGS."},
+    )
+    tag_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "'text' (tags stay plain BPE text, nothing added; the CLEAR reference) or 'token' (one added "
+            "token per tag on a spare embedding row). None: the mode the model config records "
+            "(clear_tag_mode), else the adapter's default_tag_mode (Bagel: 'text')."
+        },
     )
     pipeline: PipelineConfig | None = field(
         default=None,
@@ -55,9 +69,11 @@ class Injection:
     tag_ids: dict[str, int]
     rows_before: int
     rows_after: int
+    tag_mode: str = "token"
     _tokenizer_snapshot: Any = field(repr=False, default=None)
     _had_generate_attribute: bool = field(repr=False, default=False)
     _previous_generate: Any = field(repr=False, default=None)
+    _previous_tag_mode: Any = field(repr=False, default=None)
 
     @property
     def grew_embeddings(self) -> bool:
@@ -71,6 +87,9 @@ class Injection:
         if self._tokenizer_snapshot is not None:
             self.tokenizer.__dict__.clear()
             self.tokenizer.__dict__.update(self._tokenizer_snapshot.__dict__)
+        config = getattr(self.model, "config", None)
+        if config is not None:
+            setattr(config, TAG_MODE_ATTRIBUTE, self._previous_tag_mode)
         if self._had_generate_attribute:
             self.model.generate = self._previous_generate
         else:
@@ -137,8 +156,17 @@ def clear_inject_model(model: Any, tokenizer: Any, adapter: Any, options: Inject
     tags = options.tags
     if tags is None:
         from clear_plugins.trajectory import SPECIAL_TAGS as tags
+    config = getattr(model, "config", None)
+    previous_mode = getattr(config, TAG_MODE_ATTRIBUTE, None)
+    mode = resolve_tag_mode(options, previous_mode, adapter)
     snapshot = copy.deepcopy(tokenizer)
-    tag_ids, rows_before, rows_after = add_tags(model, tokenizer, tags)
+    if mode == "token":
+        tag_ids, rows_before, rows_after = add_tags(model, tokenizer, tags)
+    else:
+        rows_before = rows_after = model.get_input_embeddings().weight.shape[0]
+        tag_ids = {}
+    if config is not None:
+        setattr(config, TAG_MODE_ATTRIBUTE, mode)
     injection = Injection(
         model=model,
         tokenizer=tokenizer,
@@ -147,12 +175,23 @@ def clear_inject_model(model: Any, tokenizer: Any, adapter: Any, options: Inject
         tag_ids=tag_ids,
         rows_before=rows_before,
         rows_after=rows_after,
+        tag_mode=mode,
         _tokenizer_snapshot=snapshot,
         _had_generate_attribute="generate" in model.__dict__,
         _previous_generate=model.__dict__.get("generate"),
+        _previous_tag_mode=previous_mode,
     )
     _route_generate(injection)
     return injection
+
+
+def resolve_tag_mode(options: InjectionOptions, recorded: str | None, adapter: Any) -> str:
+    """The tag mode to inject: the explicit option, else the one the config records, else the adapter's."""
+    if options.tag_mode is not None:
+        return check_tag_mode(options.tag_mode, "InjectionOptions.tag_mode")
+    if recorded is not None:
+        return check_tag_mode(recorded)
+    return check_tag_mode(getattr(adapter, "default_tag_mode", "token"), "default_tag_mode")
 
 
 def _route_generate(injection: Injection) -> None:

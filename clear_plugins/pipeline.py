@@ -57,7 +57,7 @@ class PipelineConfig:
         default=DEFAULT_GUIDANCE,
         metadata={
             "help": "Classifier-free guidance of restores: 'default' uses the adapter's inference guidance (its "
-            "`default_guidance` attribute, e.g. Bagel's editing CFG; none when it has no such attribute), None "
+            "`default_guidance` attribute, e.g. Bagel's clear_eval preset CFG; none when it has none), None "
             "samples without guidance (RL rollouts, SPEC Stage 2; the default when `sde` is set), or a "
             "backbone-specific guidance object."
         },
@@ -101,6 +101,9 @@ class PipelineOutput:
         restored_images: decoded restored images (only with ``decode_restored=True``).
         restore_results: the adapter's :class:`~clear_plugins.adapters.base.RestoreResult` of each restore.
         seconds: wall-clock time per phase: ``prefill``, ``text``, ``restore``, ``bridge``, ``total``.
+        events: the trajectory in order, JSON-ready: ``{"type": "text", "text", "seconds", "stopped_on", "tokens"}`` for each
+            generated piece (with its ``tokens`` count) and ``{"type": "restore", "index", "seconds", "bridge_seconds", "bridge_mode",
+            "num_steps"}`` for each restore (``num_steps`` is ``None`` for the degraded-latent ablation).
     """
 
     answer: str | None
@@ -110,11 +113,26 @@ class PipelineOutput:
     restored_images: list[Any] = field(default_factory=list)
     restore_results: list[Any] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def triggered(self) -> bool:
         """Whether restoration ran at least once."""
         return self.num_restores > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The output, JSON-ready (images and tensors left out): answer, text, parse result, events, seconds."""
+        return {
+            "answer": self.answer,
+            "text": self.text,
+            "well_formed": self.parsed.well_formed,
+            "problem": self.parsed.problem,
+            "thinks": list(self.parsed.thinks),
+            "restored": self.triggered,
+            "num_restores": self.num_restores,
+            "events": [dict(event) for event in self.events],
+            "seconds": dict(self.seconds),
+        }
 
 
 class ClearPipeline:
@@ -173,7 +191,7 @@ class ClearPipeline:
             image, question, system_prompt=system_prompt(config.system_prompt)
         )
         seconds["prefill"] = time.perf_counter() - start
-        text, restores, results, restored_images = "", 0, [], []
+        text, restores, results, restored_images, events = "", 0, [], [], []
         budget = config.max_new_tokens
         while budget > 0:
             stop = (RESTORE_TAG,) if restores < config.max_restores else ()
@@ -181,13 +199,34 @@ class ClearPipeline:
             result = self.adapter.generate_text(
                 context, max_new_tokens=budget, stop=stop, sampling=config.sampling
             )
-            seconds["text"] += time.perf_counter() - tick
+            elapsed = time.perf_counter() - tick
+            seconds["text"] += elapsed
+            events.append(
+                {
+                    "type": "text",
+                    "text": result.text,
+                    "seconds": elapsed,
+                    "stopped_on": result.stopped_on,
+                    "tokens": len(result.token_ids),
+                }
+            )
             text, context = text + result.text, result.context
             budget -= max(len(result.token_ids), 1)
             if result.stopped_on != RESTORE_TAG or restores >= config.max_restores:
                 break
+            before = (seconds["restore"], seconds["bridge"])
             context, restore_result = self._restore(context, image, mode, config, seconds)
             restores += 1
+            events.append(
+                {
+                    "type": "restore",
+                    "index": restores,
+                    "seconds": seconds["restore"] - before[0],
+                    "bridge_seconds": seconds["bridge"] - before[1],
+                    "bridge_mode": mode.value,
+                    "num_steps": None if restore_result is None else config.num_steps,
+                }
+            )
             if restore_result is not None:
                 results.append(restore_result)
                 if config.decode_restored:
@@ -202,6 +241,7 @@ class ClearPipeline:
             restored_images=restored_images,
             restore_results=results,
             seconds=seconds,
+            events=events,
         )
 
     def _restore(

@@ -29,10 +29,12 @@ def build_tiny_bagel(seed: int = 0) -> tuple[BagelForConditionalGeneration, obje
 
 
 def tiny_adapter(seed: int = 0, *, tags: bool = True) -> BagelAdapter:
-    """A :class:`BagelAdapter` over :func:`build_tiny_bagel`, the trajectory tags added as single tokens."""
+    """A :class:`BagelAdapter` over :func:`build_tiny_bagel`, the trajectory tags added as single tokens (tag mode
+    ``"token"``) unless ``tags=False`` (tag mode ``"text"``, the Bagel default)."""
     model, tokenizer = build_tiny_bagel(seed)
     if tags:
         add_tags(model, tokenizer, SPECIAL_TAGS)
+        model.config.clear_tag_mode = "token"
     return BagelAdapter(model, tokenizer)
 
 

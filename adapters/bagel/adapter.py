@@ -38,6 +38,7 @@ from .flex_attention import resolve_attention
 from .guidance import BagelGuidance
 from .image_transforms import ImageTransform, tensor_to_pil
 from .packing import AttnMode, TokenKind
+from .presets import DEFAULT_PRESET, PRESETS, apply_preset, get_preset
 from .restore import BagelRestoreConfig
 from .sequence import BagelTokenIds
 
@@ -70,11 +71,14 @@ class BagelAdapter(BackboneAdapter):
 
     Attributes:
         default_guidance: the classifier-free guidance :class:`~clear_plugins.pipeline.ClearPipeline` uses at
-            inference (Bagel's editing settings; SPEC: inference guides, RL rollouts do not).
+            inference (the ``clear_eval`` preset's, :mod:`.presets`; SPEC: inference guides, RL rollouts do not).
     """
 
     model_types: ClassVar[tuple[str, ...]] = ("clear_bagel",)
     image_policy: ClassVar[ImagePolicy] = "flow"
+    default_tag_mode: ClassVar[str] = "text"
+    presets: ClassVar[tuple[str, ...]] = tuple(PRESETS)
+    default_preset: ClassVar[str | None] = DEFAULT_PRESET
 
     def __init__(
         self,
@@ -98,8 +102,16 @@ class BagelAdapter(BackboneAdapter):
         self.vit_transform = ImageTransform(model.config.vit_transform, "vit_transform")
         self.vae_transform = ImageTransform(model.config.vae_transform, "vae_transform")
         self.restore_config = restore_config or BagelRestoreConfig()
-        self.default_guidance: BagelGuidance | None = BagelGuidance()
+        self.default_guidance: BagelGuidance | None = get_preset(DEFAULT_PRESET).guidance()
         self.runner = ContextRunner(model, token_ids)
+
+    def apply_preset(self, name: str) -> dict[str, Any]:
+        """Put a preset of :mod:`.presets` on this adapter (see :func:`.presets.apply_preset`)."""
+        return apply_preset(self, name)
+
+    def describe_preset(self, name: str) -> dict[str, Any]:
+        """The values of a preset of :mod:`.presets` and the reference file they come from."""
+        return get_preset(name).as_dict()
 
     @property
     def _device(self) -> torch.device:

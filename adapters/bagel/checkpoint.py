@@ -14,6 +14,10 @@ The directory is read as the official inference reads it (reference ``bagel-chec
 - ``ae.safetensors`` (FLUX VAE, BFL layout) is converted by diffusers' own converter with a local config (the
   shipped FLUX config or ``vae_config``), never the Hub, and loaded strictly as the ``vae`` child.
 
+- A released derivative (the CLEAR weights: ``model.safetensors`` and/or ``ema.safetensors`` with Bagel keys, as the
+  reference's FSDP training saves them) loads with ``weights=`` on top of the base directory's configs and VAE.
+  The position-table sizes are read from the weight file's tables and the image transforms clipped to them.
+
 Every mismatch (missing file, missing/unexpected key, wrong shape) raises :class:`CheckpointError` naming the
 keys, the expected layout and the fix. After loading, ``save_pretrained``/``from_pretrained`` work as for any
 transformers model (our ``clear_bagel`` format).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -142,6 +147,75 @@ def _require_files(path: Path, roles: Sequence[str]) -> dict[str, Path]:
     return files
 
 
+WEIGHT_FILES: dict[bool, str] = {False: "model.safetensors", True: "ema.safetensors"}
+"""The Bagel weight file of a training folder (the reference's FSDP save): raw weights, or their EMA (``ema``)."""
+
+TABLE_KEYS: dict[str, str] = {
+    "max_latent_size": "latent_pos_embed.pos_embed",
+    "vit_max_num_patch_per_side": "vit_pos_embed.pos_embed",
+}
+"""Config field → the position table (our key, ``[side², hidden]``) whose rows give it."""
+
+
+def resolve_weights(base: Path, weights: str | Path | None = None, ema: bool | None = None) -> Path:
+    """The Bagel weight file to load: ``weights`` itself when it is a file; else a file of the ``weights`` folder:
+    ``ema.safetensors`` with ``ema=True``, ``model.safetensors`` with ``ema=False``, and with ``ema=None``
+    ``model.safetensors`` when present (the reference's default, ``is_ema=False``), else ``ema.safetensors``.
+    Without ``weights``: ``base``'s ``ema.safetensors`` (what BAGEL-7B-MoT ships; ``ema=False``: its
+    ``model.safetensors``)."""
+    folder = Path(weights) if weights is not None else base
+    if folder.is_file():
+        return folder
+    if ema is not None or weights is None:
+        names = [WEIGHT_FILES[True if ema is None else ema]]
+    else:
+        names = [WEIGHT_FILES[False], WEIGHT_FILES[True]]
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(
+        f"{folder} holds no Bagel weight file: missing {' and '.join(names)}. Expected the BAGEL-7B-MoT download "
+        "(ByteDance-Seed/BAGEL-7B-MoT, its ema.safetensors) or, with weights=, the folder of a released checkpoint "
+        "(model.safetensors and/or ema.safetensors, e.g. the CUDAOUTOFMEMORY/CLEAR download) or the .safetensors "
+        "file itself."
+    )
+
+
+def infer_table_sizes(file: Path, key_map: Sequence[tuple[str, str]] = EMA_KEY_MAP) -> dict[str, int]:
+    """``max_latent_size`` / ``vit_max_num_patch_per_side`` read from the position tables' shapes in ``file``
+    (square tables: ``side²`` rows); a table the file lacks is left out (the strict load reports it)."""
+    sizes: dict[str, int] = {}
+    wanted = {table: name for name, table in TABLE_KEYS.items()}
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                name = wanted.get(map_official_key(key, key_map) or "")
+                if name is None:
+                    continue
+                rows = int(handle.get_slice(key).get_shape()[0])
+                side = math.isqrt(rows)
+                if side * side != rows:
+                    raise CheckpointError(
+                        f"{file}: {key} has {rows} rows, not a square number, so it is no 2-D position table; "
+                        f"pass config_overrides={{'{name}': ...}} or use an unmodified checkpoint."
+                    )
+                sizes[name] = side
+    except SafetensorError as err:
+        raise CheckpointError(f"{file} is not a readable safetensors file ({err}); re-download it.") from err
+    return sizes
+
+
+def _read_official_json(path: Path) -> dict[str, dict[str, Any]]:
+    files = _require_files(path, ("llm_config", "vit_config"))
+    loaded = {}
+    for role in ("llm_config", "vit_config"):
+        try:
+            loaded[role] = json.loads(files[role].read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{files[role]} is not valid JSON ({err}); re-download it.") from err
+    return loaded
+
+
 def read_official_config(
     path: str | Path,
     vae_config: Mapping[str, Any] | str | Path | None = None,
@@ -154,13 +228,7 @@ def read_official_config(
         vae_config: diffusers ``AutoencoderKL`` kwargs (mapping, JSON file or directory); ``None`` = FLUX.
         **overrides: further :class:`BagelConfig` fields, e.g. ``max_latent_size`` for a non-official checkpoint.
     """
-    files = _require_files(Path(path), ("llm_config", "vit_config"))
-    loaded = {}
-    for role in ("llm_config", "vit_config"):
-        try:
-            loaded[role] = json.loads(files[role].read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{files[role]} is not valid JSON ({err}); re-download it.") from err
+    loaded = _read_official_json(Path(path))
     return BagelConfig.from_official(
         loaded["llm_config"], loaded["vit_config"], vae_config=load_vae_config(vae_config), **overrides
     )
@@ -249,6 +317,9 @@ def _assert_materialized(model: torch.nn.Module) -> None:
 def from_official_checkpoint(
     path: str | Path,
     dtype: torch.dtype = torch.bfloat16,
+    *,
+    weights: str | Path | None = None,
+    ema: bool | None = None,
     vae_config: Mapping[str, Any] | str | Path | None = None,
     device: str | torch.device = "cpu",
     load_vae: bool = True,
@@ -259,14 +330,22 @@ def from_official_checkpoint(
     """Build :class:`BagelForConditionalGeneration` from the official download directory, unchanged.
 
     Args:
-        path: directory with ``llm_config.json``, ``vit_config.json``, ``ema.safetensors``, ``ae.safetensors``.
+        path: directory with ``llm_config.json``, ``vit_config.json``, ``ae.safetensors`` (and ``ema.safetensors``
+            unless ``weights`` points elsewhere): the BAGEL-7B-MoT download.
         dtype: dtype of the Bagel weights (the file is bf16; ``torch.float32`` upcasts).
+        weights: the weights to load on top of ``path``'s configs, VAE and tokenizer: a folder as the reference
+            saves it (``model.safetensors`` and/or ``ema.safetensors``, Bagel keys; e.g. the CUDAOUTOFMEMORY/CLEAR
+            download) or one ``.safetensors`` file. ``None``: ``path``'s own ``ema.safetensors``.
+        ema: which file of a folder (:func:`resolve_weights`): ``True`` ``ema.safetensors``, ``False``
+            ``model.safetensors``, ``None`` ``model.safetensors`` when present, else ``ema.safetensors``.
         vae_config: diffusers ``AutoencoderKL`` config (mapping, JSON file or directory); ``None`` = FLUX.1 VAE.
         device: where the weights are read to (``safe_open`` reads straight to that device).
         load_vae: ``False`` skips ``ae.safetensors`` and leaves the VAE with default random weights.
         vae_dtype: dtype of the VAE; ``None`` uses ``dtype`` so the whole model has one dtype. The file is fp32;
             pass ``torch.float32`` to keep it (diffusers' FLUX config sets ``force_upcast``).
-        config_overrides: extra :class:`BagelConfig` fields for non-official sizes.
+        config_overrides: extra :class:`BagelConfig` fields for non-official sizes. ``max_latent_size`` and
+            ``vit_max_num_patch_per_side`` default to the sizes of the tables in the weight file
+            (:func:`infer_table_sizes`), and the image transforms are clipped to them.
         key_map: ``ema.safetensors`` key pattern → our key rows (:data:`EMA_KEY_MAP`); extend it for a checkpoint
             whose modules were renamed.
 
@@ -278,12 +357,17 @@ def from_official_checkpoint(
         CheckpointError: a file is missing or unreadable, or its keys/shapes differ from the configuration.
     """
     path = Path(path)
-    files = _require_files(path, ("llm_config", "vit_config", "ema", *(("vae",) if load_vae else ())))
+    files = _require_files(path, ("llm_config", "vit_config", *(("vae",) if load_vae else ())))
+    weight_file = resolve_weights(path, weights, ema)
     vae_kwargs = load_vae_config(vae_config)
-    config = read_official_config(path, vae_config=vae_kwargs, **dict(config_overrides or {}))
+    loaded = _read_official_json(path)
+    overrides = {**infer_table_sizes(weight_file, key_map), **dict(config_overrides or {})}
+    config = BagelConfig.from_official(
+        loaded["llm_config"], loaded["vit_config"], vae_config=vae_kwargs, **overrides
+    )
     with init_empty_weights(include_buffers=False):
         model = BagelForConditionalGeneration(config)
-    state = load_ema_state_dict(files["ema"], _ema_shapes(model), dtype, device, key_map)
+    state = load_ema_state_dict(weight_file, _ema_shapes(model), dtype, device, key_map)
     vae = getattr(model, VAE_CHILD)
     if load_vae:
         converted = load_vae_state_dict(files["vae"], vae, vae_kwargs, vae_dtype or dtype, device)

@@ -16,6 +16,7 @@ from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from clear_plugins.errors import ClearConfigError
+from clear_plugins.tags import check_tag_mode
 
 from .image_transforms import ResizeSpec
 
@@ -96,6 +97,8 @@ class BagelConfig(PreTrainedConfig):
         timestep_shift: shift applied to training timesteps (1.0 = none, the official training value).
         vit_transform / vae_transform: ``{max_size, min_size, stride, max_pixels}`` of each image path.
         vae_sample_posterior: sample the VAE posterior on encode (official); False takes its mean.
+        clear_tag_mode: how the trajectory tags are held (:mod:`clear_plugins.tags`): ``"text"`` (plain BPE text,
+            as the CLEAR reference; the default) or ``"token"`` (one added token per tag).
     """
 
     model_type: ClassVar[str] = "clear_bagel"
@@ -116,6 +119,7 @@ class BagelConfig(PreTrainedConfig):
     vae_transform: dict | None = None
     vae_sample_posterior: bool = True
     tie_word_embeddings: bool = False
+    clear_tag_mode: str = "text"
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -135,6 +139,7 @@ class BagelConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        check_tag_mode(self.clear_tag_mode)
         llm, vit = self.llm_config, self.vit_config
         if llm.qk_norm is not True or llm.layer_module != MOT_LAYER_MODULE:
             raise ClearConfigError(
@@ -206,6 +211,9 @@ class BagelConfig(PreTrainedConfig):
         """Build from the official ``llm_config.json`` / ``vit_config.json`` dicts, applying the official loader's
         overrides: ``qk_norm=True``, ``tie_word_embeddings=False``, ``layer_module="Qwen2MoTDecoderLayer"``,
         ViT ``rope=False`` and ``num_hidden_layers − 1``, and ``max_latent_size=64`` (reference §1).
+
+        A ``vit_max_num_patch_per_side`` override sets the ViT ``image_size`` to match (both index one grid), and
+        the official image transforms (unless overridden) are clipped to what the position tables reach.
         """
         llm = {
             k: v
@@ -224,6 +232,25 @@ class BagelConfig(PreTrainedConfig):
             )
         vit.update(rope=False, vision_use_head=False, num_hidden_layers=int(vit["num_hidden_layers"]) - 1)
         kwargs: dict[str, Any] = {"max_latent_size": 64, **overrides}
+        patch = int(vit.get("patch_size", OFFICIAL_VIT_CONFIG["patch_size"]))
+        if "vit_max_num_patch_per_side" in overrides:
+            vit["image_size"] = int(overrides["vit_max_num_patch_per_side"]) * patch
+        vit_side = int(vit.get("image_size", OFFICIAL_VIT_CONFIG["image_size"])) // patch
+        kwargs.setdefault("vit_max_num_patch_per_side", vit_side)
+        vae = kwargs.get("vae_config") or flux_vae_config()
+        latent_step = 2 ** (len(vae.get("block_out_channels", [64])) - 1) * int(
+            kwargs.get("latent_patch_size", 2)
+        )
+        kwargs.setdefault(
+            "vit_transform",
+            ResizeSpec.from_mapping(official_vit_transform()).clipped(vit_side * patch).as_dict(),
+        )
+        kwargs.setdefault(
+            "vae_transform",
+            ResizeSpec.from_mapping(official_vae_transform())
+            .clipped(kwargs["max_latent_size"] * latent_step)
+            .as_dict(),
+        )
         return cls(llm_config=llm, vit_config=vit, **kwargs)
 
 

@@ -8,9 +8,9 @@ RoPE position, both from the image after the VAE resize, as the official inferen
 KV cache, one forward per token (never re-reading the context). It ends on ``<|im_end|>``, on a stop string (then
 ``<|im_end|>`` is appended, as the model emits it after ``<image_restore>``), or on the token budget (the segment
 stays open). Text is decoded without Bagel's four segment/image markers but with every other token, so the
-trajectory tags survive whether the tokenizer holds them as plain added tokens (what
-:func:`clear_plugins.injection.inject` adds) or as special tokens. Logits of embedding rows the tokenizer
-does not know (the checkpoint's spare rows) are masked, so every token can be decoded.
+trajectory tags survive whether they are BPE text (tag mode ``"text"``, the default), plain added tokens (mode
+``"token"``) or special tokens. Only :func:`clear_plugins.tags.sampling_vocabulary` ids are sampled: embedding rows
+the tokenizer does not know (the checkpoint's spare rows) and, in text mode, tag tokens are masked.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from clear_plugins.adapters.base import TextResult, TextSampling
 from clear_plugins.errors import ClearConfigError
+from clear_plugins.tags import sampling_vocabulary, tag_mode
 
 from .context import BagelContext, DegradedImage, LatentItem, TextItem, VitItem, concat_items
 
@@ -143,13 +144,15 @@ def generate_text(
     eos, runner = adapter.token_ids.eos, adapter.runner
     ctx = open_segment(adapter, context)
     generator = _generator(sampling, ctx, runner.device)
+    vocabulary = sampling_vocabulary(tokenizer, tag_mode(adapter.model.config))
     new: list[int] = []
     stopped = False
     window = _stop_window(stop)
     for _ in range(max_new_tokens):
         ctx = runner.ensure_logits(ctx)
         logits = ctx.next_logits.clone()
-        logits[len(tokenizer) :] = float("-inf")
+        logits[vocabulary.size :] = float("-inf")
+        logits[list(vocabulary.excluded)] = float("-inf")
         token = pick_token(logits, sampling, generator)
         new.append(token)
         ctx = ctx.push_text([token])

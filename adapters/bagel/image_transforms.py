@@ -48,6 +48,18 @@ class ResizeSpec:
             )
         return cls(**values)
 
+    def clipped(self, largest: int) -> ResizeSpec:
+        """This spec with both sides capped at ``largest`` px (a position table's reach), rounded down to the
+        stride (at least one stride); the short-side floor never exceeds the new cap."""
+        top = max(self.stride, min(self.max_size, largest) // self.stride * self.stride)
+        return ResizeSpec(
+            max_size=top, min_size=min(self.min_size, top), stride=self.stride, max_pixels=self.max_pixels
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        """The spec as a ``BagelConfig`` transform dict."""
+        return {key: getattr(self, key) for key in TRANSFORM_KEYS}
+
     def _round(self, value: float) -> int:
         return max(self.stride, int(round(value / self.stride) * self.stride))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from clear_plugins.hookspecs import hookimpl
 
@@ -13,3 +15,11 @@ def clear_register_adapters(register: Callable[[type], None]) -> None:
     from clear_plugins.adapters.bagel.adapter import BagelAdapter
 
     register(BagelAdapter)
+
+
+@hookimpl
+def clear_load_model(path: str, options: dict[str, Any]) -> tuple[Any, Any] | None:
+    """Load an official BAGEL-7B-MoT folder (with released weights on top) or a ``save_pretrained`` folder."""
+    from clear_plugins.adapters.bagel.loading import load_folder
+
+    return load_folder(Path(path), options)
