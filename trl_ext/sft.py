@@ -151,7 +151,7 @@ class ClearSFTTrainer(SFTTrainer):
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             raise ClearConfigError(
-                "pass a loaded model object (e.g. BagelForConditionalGeneration.from_pretrained)."
+                "pass a loaded model object (e.g. from clear_plugins.loading.load_model), not a path."
             )
         args = args if args is not None else ClearSFTConfig(output_dir="clear-sft")
         if not isinstance(args, ClearSFTConfig):
