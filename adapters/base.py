@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from clear_plugins.bridge import BridgeMode
     from clear_plugins.flow import SDEConfig
+    from clear_plugins.training_sample import PackingOptions, TrainingSample
 
 ImagePolicy = Literal["flow", "discrete"]
 PARAMETER_GROUPS: tuple[str, ...] = ("understanding", "generation", "bridge", "vision", "vae")
@@ -103,7 +104,12 @@ class TrainingOutputs:
             ``[num_latent_tokens, latent_dim]`` (``flow``) or image-token logits (``discrete``).
         image_target: the regression target aligned with ``image_output`` (e.g. ``noise - x0``), if known.
         hidden_states: per-layer hidden states ``[num_layers + 1]`` of ``[seq_len, hidden]`` when requested.
-        extra: backbone-specific tensors (index maps for distillation, per-token image index).
+        extra: backbone-specific tensors, plus these backbone-blind keys for batches built by
+            :meth:`BackboneAdapter.pack_training_samples`: ``text_sample`` ``[num_text_targets]`` and
+            ``image_sample`` ``[num_latent_tokens]`` (which sample of the packed row each row of ``text_logits`` /
+            ``image_output`` belongs to), ``image_timesteps`` ``[num_latent_tokens]`` (flow time of each), and
+            ``distill_a`` / ``distill_b`` (``[K]`` positions in ``hidden_states`` of paired understanding and clean
+            latent tokens of the same image) with ``distill_pair`` (``[K]`` pair index).
     """
 
     text_logits: torch.Tensor | None = None
@@ -272,6 +278,24 @@ class BackboneAdapter(ABC):
 
         This is not ``model.forward``, which TRL patches for its fused LM head.
         """
+
+    @abstractmethod
+    def pack_training_samples(
+        self, samples: Sequence[TrainingSample], options: PackingOptions | None = None
+    ) -> list[Any]:
+        """Pack backbone-blind samples into training batches that :meth:`training_forward` accepts.
+
+        Each batch is one packed row holding one or more whole samples, in order, within
+        ``options.max_tokens_per_row``. Text targets are every assistant token of ``prefix`` and ``suffix`` plus
+        the end-of-segment marker that closes each (none after an ``end_open`` suffix); prompt text has none.
+        ``TrainingOutputs.extra["text_sample"]`` indexes samples within the row (0, 1, …, in the order given).
+        """
+
+    def default_trainable_parameters(self, model: Any = None) -> list[str]:
+        """Parameter names SFT trains by default (SPEC Stage 1): the ``understanding``, ``generation`` and
+        ``bridge`` groups. Backbones override it to add or drop modules (e.g. a ViT connector, frozen tables)."""
+        groups = self.parameter_groups(model)
+        return [name for group in ("understanding", "generation", "bridge") for name in groups[group]]
 
     @abstractmethod
     def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:

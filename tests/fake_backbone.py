@@ -163,20 +163,45 @@ class FakeAdapter(BackboneAdapter):
             return dict(context, embeds=torch.cat([context["embeds"], new], dim=0))
         return torch.cat([context, new], dim=0)
 
+    def _text_ids(self, text):
+        vocab = self.model.config.vocab_size
+        if isinstance(text, str):
+            return [ord(c) % vocab for c in text]
+        return [int(i) for i in text]
+
+    def pack_training_samples(self, samples, options=None):
+        """One row per sample: the assistant text's ids, the degraded image and the restore target image."""
+        rows = []
+        for index, sample in enumerate(samples):
+            ids = self._text_ids(sample.prefix) + self._text_ids(sample.suffix)
+            target = sample.image
+            if sample.restore is not None and sample.restore.clean_image is not None:
+                target = sample.restore.clean_image
+            rows.append(
+                {"input_ids": torch.tensor(ids), "image": sample.image, "target": target, "sample": index}
+            )
+        return rows
+
     def training_forward(self, batch):
         ids, image = batch["input_ids"], batch["image"]
-        latent = self.encode_latent([image]).tokens[0].detach()
+        latent = self.encode_latent([batch.get("target", image)]).tokens[0].detach()
         noise, t = torch.randn_like(latent), torch.tensor(0.5)
         x_t = (1 - t) * latent + t * noise
         context = torch.cat([self.encode_understanding([image]).embeds[0], self.model.embed_tokens(ids)])
         hidden = self.model.body(context)
         velocity = self._velocity(x_t, t, context)
+        sample = int(batch.get("sample", 0))
         return TrainingOutputs(
             text_logits=self.model.lm_head(hidden[-len(ids) : -1]),
             text_labels=ids[1:],
             image_output=velocity,
             image_target=noise - latent,
             hidden_states=(context, hidden),
+            extra={
+                "text_sample": torch.full((len(ids) - 1,), sample),
+                "image_sample": torch.full((velocity.shape[0],), sample),
+                "image_timesteps": torch.full((velocity.shape[0],), float(t)),
+            },
         )
 
     def parameter_groups(self, model=None):

@@ -144,3 +144,71 @@ def test_parameter_groups_partition_the_model(setup):
     names = [n for n, _ in model.named_parameters()]
     flat = [n for group in groups.values() for n in group]
     assert sorted(flat) == sorted(names), "every parameter must be in exactly one group"
+
+
+def _samples(image):
+    from clear_plugins.training_sample import TrainingSample
+    from clear_plugins.trajectory import format_direct, format_restore
+
+    direct = TrainingSample.from_trajectory(
+        image, "What is it?", format_direct("clear enough", "a car"), system_prompt="Be brief.", index=0
+    )
+    restore = TrainingSample.from_trajectory(
+        image,
+        "What does the sign say?",
+        format_restore("too blurry", "now clear", "EXIT"),
+        clean_image=image,
+        system_prompt="Be brief.",
+        index=1,
+    )
+    return [direct, restore]
+
+
+def test_pack_training_samples_feeds_training_forward(setup):
+    from clear_plugins.training_sample import PackingOptions
+
+    _, model, adapter, image = setup
+    model.train()
+    options = PackingOptions(generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+    rows = adapter.pack_training_samples(_samples(image), options)
+    assert rows
+    text_samples, image_samples = set(), set()
+    for row in rows:
+        out = adapter.training_forward(row)
+        assert out.text_logits.shape[0] == out.text_labels.shape[0] == out.extra["text_sample"].shape[0]
+        assert torch.isfinite(out.text_logits).all()
+        assert out.image_output.shape[0] == out.extra["image_sample"].shape[0]
+        text_samples |= set(out.extra["text_sample"].tolist())
+        image_samples |= set(out.extra["image_sample"].tolist())
+    assert text_samples == {0, 1}, "every sample's assistant text must be a text target"
+    assert 1 in image_samples, "the restore sample must produce image-policy outputs"
+
+
+def test_pack_training_samples_accepts_a_recorded_rollout_step(setup):
+    from clear_plugins.adapters.base import SDERecord
+    from clear_plugins.training_sample import RestoreBlock, TrainingSample
+
+    case, _, adapter, image = setup
+    with torch.no_grad():
+        context = case.make_context(adapter, image)
+        result = adapter.restore(context, image, num_steps=3, sde=SDEConfig(num_timesteps=3))
+    step: SDERecord = result.steps[0]
+    sample = TrainingSample(
+        image,
+        "What does the sign say?",
+        "<think> blurry </think><image_restore>",
+        RestoreBlock(step=step, latent=result.latent),
+        "<think> clear </think><answer> EXIT </answer>",
+    )
+    rows = adapter.pack_training_samples([sample])
+    out = adapter.training_forward(rows[0])
+    assert out.image_output.shape[0] == step.x_t.shape[0]
+    assert torch.isfinite(out.image_output).all()
+
+
+def test_default_trainable_parameters_leave_vae_frozen(setup):
+    _, _, adapter, _ = setup
+    groups = adapter.parameter_groups()
+    trainable = set(adapter.default_trainable_parameters())
+    assert trainable and not trainable & set(groups["vae"])
+    assert set(groups["generation"]) <= trainable and set(groups["understanding"]) <= trainable

@@ -27,11 +27,12 @@ from clear_plugins.adapters.base import (
 )
 from clear_plugins.errors import ClearConfigError
 
-from . import generation
+from . import generation, training
 from . import restore as restoration
 from .batch import IGNORE_INDEX, PackedBatch
 from .context import BagelContext, ContextRunner
 from .encoders import BagelEncoders
+from .flex_attention import resolve_attention
 from .guidance import BagelGuidance
 from .image_transforms import ImageTransform
 from .packing import AttnMode, TokenKind
@@ -222,7 +223,8 @@ class BagelAdapter(BackboneAdapter):
         layout = batch.inputs.layout
         want_states = batch.output_hidden_states if output_hidden_states is None else output_hidden_states
         embeds = self.model.embed_packed(batch.inputs)
-        out = self.model.forward_packed(embeds, layout, output_hidden_states=want_states)
+        attention = resolve_attention(batch.attention, device)
+        out = self.model.forward_packed(embeds, layout, output_hidden_states=want_states, attention=attention)
         label_index = torch.nonzero(batch.labels != IGNORE_INDEX, as_tuple=False).flatten()
         noised = (layout.kind == int(TokenKind.LATENT)) & (layout.mode == int(AttnMode.NOISE))
         velocity_index = torch.nonzero(noised, as_tuple=False).flatten()
@@ -245,8 +247,17 @@ class BagelAdapter(BackboneAdapter):
                 "distill_vit_index": batch.distill_vit_index,
                 "distill_latent_index": batch.distill_latent_index,
                 "distill_pair_index": batch.distill_pair_index,
+                **training.blind_extra(batch, label_index, velocity_index, velocity_t),
             },
         )
+
+    def pack_training_samples(self, samples: Sequence[Any], options: Any = None) -> list[PackedBatch]:
+        """Pack backbone-blind training samples into packed rows (see :mod:`.training`)."""
+        return training.pack_training_samples(self, samples, options)
+
+    def default_trainable_parameters(self, model: Any = None) -> list[str]:
+        """SFT's default trainable parameter names (see :func:`.training.default_trainable_parameters`)."""
+        return training.default_trainable_parameters(self, model)
 
     def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:
         """Parameter names per group: ``understanding`` (LLM und expert, embeddings, ``lm_head``, ``norm``),

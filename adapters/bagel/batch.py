@@ -78,6 +78,10 @@ class PackedBatch:
         distill_vit_index / distill_latent_index / distill_pair_index: ``[K]`` sequence positions of paired ViT and
             clean-latent tokens of the same image, and the pair each belongs to.
         output_hidden_states: return per-layer hidden states (for distillation).
+        attention: ``"dense"`` (boolean mask), ``"flex"`` (flex-attention BlockMask) or ``"auto"`` (flex on CUDA) for
+            the training forward (see :func:`.flex_attention.resolve_attention`).
+        sample_offset: added to the layout's sample ids to name samples in ``TrainingOutputs.extra`` (the index of
+            this row's first sample in the list given to ``pack_training_samples``).
     """
 
     inputs: PackedInputs
@@ -88,6 +92,8 @@ class PackedBatch:
     distill_latent_index: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     distill_pair_index: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     output_hidden_states: bool = False
+    sample_offset: int = 0
+    attention: str = "auto"
 
     def to(self, device: torch.device | str) -> PackedBatch:
         """The same batch on ``device``."""

@@ -162,6 +162,7 @@ class BagelForConditionalGeneration(BagelPreTrainedModel, GenerationMixin):
         past_key_values: BagelKVCache | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
+        attention: str = "dense",
     ) -> PackedOutput:
         """Run the MoT language model over packed embeddings ``[L, H]`` (see ``BagelMoTModel.forward``)."""
         return self.language_model.model(
@@ -170,6 +171,7 @@ class BagelForConditionalGeneration(BagelPreTrainedModel, GenerationMixin):
             past_key_values=past_key_values,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
+            attention=attention,
         )
 
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from transformers.models.qwen2.modeling_qwen2 import (
 from clear_plugins.errors import ClearConfigError
 
 from .cache import BagelKVCache, BranchSlots
+from .flex_attention import attention_interface, packed_mask
 from .packing import PackedLayout, Routing, attention_bias, attention_mask
 
 KV = tuple[torch.Tensor, torch.Tensor]
@@ -100,8 +101,11 @@ class BagelMoTAttention(nn.Module):
         v = v.transpose(0, 1)[None]
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
+        implementation = self.config._attn_implementation
+        interface: Callable = (
+            ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+            if mask is None
+            else attention_interface(implementation, mask, eager_attention_forward)
         )
         if plan is not None:
             out, keys, values = self._attend_slots(interface, q, k, v, plan), None, None
@@ -219,8 +223,11 @@ class BagelMoTModel(nn.Module):
         use_cache: bool = False,
         output_hidden_states: bool = False,
         plan: SlotPlan | None = None,
+        attention: str = "dense",
     ) -> PackedOutput:
         """Run the packed tokens ``[L, H]`` described by ``layout`` on top of ``past_key_values`` (if any).
+
+        ``attention="flex"`` attends through a flex-attention BlockMask instead of a dense mask (training).
 
         With ``use_cache`` the new keys/values are appended to ``past_key_values`` (a new cache if ``None``);
         without it the cache is only read (e.g. a denoising step that must not enter the context). With a ``plan``
@@ -239,7 +246,12 @@ class BagelMoTModel(nn.Module):
         routing = Routing(layout.gen_mask)
         query = routing.sort_layout(layout)
         mask = None
-        if not (cache if cache is not None else BagelKVCache(0)).sees_everything(layout):
+        if attention != "dense":
+            key_layout = layout if cache is None or len(cache) == 0 else cache.layout.cat(layout)
+            mask = packed_mask(
+                query, key_layout, attention, self.config._attn_implementation, inputs_embeds.dtype
+            )
+        elif not (cache if cache is not None else BagelKVCache(0)).sees_everything(layout):
             key_layout = layout if cache is None or len(cache) == 0 else cache.layout.cat(layout)
             mask = attention_bias(
                 attention_mask(query, key_layout), self.config._attn_implementation, inputs_embeds.dtype
