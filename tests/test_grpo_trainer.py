@@ -213,3 +213,12 @@ def test_checkpoints_are_safetensors_and_resume_continues_the_same_run(tmp_path)
     for name, p in resumed_adapter.model.named_parameters():
         assert torch.allclose(p, final[name], atol=1e-6), name
     assert _logged(resumed, "reward")[-1] == pytest.approx(_logged(full, "reward")[-1])
+
+
+def test_an_unreadable_image_is_a_clear_error_naming_it(tmp_path):
+    from clear_plugins.errors import ImageInputError
+
+    trainer = build_trainer(tmp_path, max_steps=1)
+    (tmp_path / "degraded.png").write_bytes(b"not a png")
+    with pytest.raises(ImageInputError, match=r"degraded\.png"):
+        trainer.train()

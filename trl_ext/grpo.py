@@ -29,7 +29,7 @@ import torch
 from trl import GRPOTrainer
 
 from clear_plugins.adapters.base import BackboneAdapter, RolloutSample
-from clear_plugins.errors import ClearConfigError
+from clear_plugins.errors import ClearConfigError, ImageInputError
 from clear_plugins.rewards import RewardConfig, make_reward_functions
 from clear_plugins.tags import sampling_vocabulary, tag_mode
 
@@ -155,8 +155,14 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             path = Path(value)
             if not path.is_absolute() and self.args.image_root is not None:
                 path = Path(self.args.image_root) / path
-            with Image.open(path) as image:
-                return image.convert("RGB")
+            try:
+                with Image.open(path) as image:
+                    return image.convert("RGB")
+            except OSError as exc:
+                raise ImageInputError(
+                    f"cannot read the image {str(path)!r} of a training row ({exc.__class__.__name__}); fix or drop "
+                    "the row (clear-plugins train grpo skips such rows up front)."
+                ) from None
         if isinstance(value, dict) and value.get("bytes") is not None:  # datasets' Image feature, undecoded
             import io
 
