@@ -222,3 +222,24 @@ def test_an_unreadable_image_is_a_clear_error_naming_it(tmp_path):
     (tmp_path / "degraded.png").write_bytes(b"not a png")
     with pytest.raises(ImageInputError, match=r"degraded\.png"):
         trainer.train()
+
+
+def test_ablation_switches_and_gradient_accumulation_train(tmp_path):
+    """All steps injected, weighted selection, Flow-GRPO's σ schedule, decode_reencode and GA = 2 together."""
+    adapter = tiny_adapter()
+    trainer = build_trainer(
+        tmp_path,
+        adapter=adapter,
+        max_steps=1,
+        gradient_accumulation_steps=2,
+        image_loss_steps="all",
+        step_selection="weighted",
+        sde_sigma_schedule="flow_grpo",
+        bridge_mode="decode_reencode",
+    )
+    before = _snapshot(adapter.model)
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert all(math.isfinite(v) for v in _logged(trainer, "image/loss") + _logged(trainer, "text/loss"))
+    assert _logged(trainer, "image/log_ratio_abs_max")[0] < 1e-4  # on-policy within the accumulation window
+    assert "llm2vae.weight" in _changed(adapter.model, before)
