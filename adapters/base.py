@@ -147,12 +147,44 @@ class TextResult:
         stopped_on: the stop string that ended generation (e.g. ``"<image_restore>"``), or ``None`` when it ended
             on the end-of-segment token or the token budget.
         context: the context after the new tokens (its cache extended).
+        logprobs: one entry per ``token_ids`` entry: the log-probability of the token under the distribution it
+            was drawn from (temperature applied, vocabulary restricted as sampled, before any top-p cut), or
+            ``None`` for a token the adapter appended itself (e.g. the end-of-segment token after a stop string).
+            ``None`` as a whole when the adapter does not record them. GRPO's importance ratio uses them.
     """
 
     text: str
     token_ids: list[int]
     stopped_on: str | None
     context: Any
+    logprobs: list[float | None] | None = None
+
+
+@dataclass
+class RolloutSample:
+    """One sampled interleaved trajectory, as the GRPO training forward replays it (backbone-blind).
+
+    The training forward renders exactly what the rollout's context held: the prompt, the first assistant
+    segment, then — when the rollout restored — each chosen denoising step's ``x_t`` as a *noise block*
+    (invisible to every later token; the velocity is read there) followed by the restored image as the rollout
+    bridged it (visible), then the remaining assistant segments.
+
+    Attributes:
+        prompt: the adapter's context right after :meth:`BackboneAdapter.start_context` (shared by a group).
+        segments: token ids of each assistant segment exactly as :meth:`BackboneAdapter.generate_text` returned
+            them (the adapter adds its own segment openers).
+        restored: the latent put into the context after the first segment, or ``None`` (no restoration).
+        bridge_mode: how the rollout put ``restored`` into the context (a :class:`~clear_plugins.bridge.BridgeMode`
+            value).
+        steps: the recorded SDE steps to inject as noise blocks (one chosen step, or every step for the
+            all-steps ablation); empty when only the text is trained.
+    """
+
+    prompt: Any
+    segments: list[list[int]]
+    restored: Latent | None = None
+    bridge_mode: str = "bridge"
+    steps: list[SDERecord] = field(default_factory=list)
 
 
 class BackboneAdapter(ABC):
@@ -278,6 +310,20 @@ class BackboneAdapter(ABC):
 
         This is not ``model.forward``, which TRL patches for its fused LM head.
         """
+
+    def pack_rollouts(self, samples: Sequence[RolloutSample]) -> Any:
+        """Pack GRPO trajectories into one batch for :meth:`training_forward`.
+
+        The forward's ``text_logits`` must hold, sample after sample, one row per token of ``segments`` (in
+        order), predicting that token from the same context the rollout sampled it in; ``image_output`` holds
+        the velocity at each injected step's tokens, sample after sample and step after step, with
+        ``extra["velocity_image"]`` numbering the injected steps ``0, 1, …`` in that order. Backbones without
+        GRPO support keep this default.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement pack_rollouts, so it cannot be trained with GRPO; implement "
+            "pack_rollouts(samples) -> batch for training_forward."
+        )
 
     @abstractmethod
     def pack_training_samples(

@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "PackingOptions": "clear_plugins.training_sample",
     "ClearSFTConfig": "clear_plugins.trl_ext.sft_config",
     "ClearSFTTrainer": "clear_plugins.trl_ext.sft",
+    "InterleavedGRPOConfig": "clear_plugins.trl_ext.grpo_config",
+    "InterleavedGRPOTrainer": "clear_plugins.trl_ext.grpo",
     # errors
     "ClearError": "clear_plugins.errors",
 }

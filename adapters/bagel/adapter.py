@@ -20,6 +20,7 @@ from clear_plugins.adapters.base import (
     ImagePolicy,
     Latent,
     RestoreResult,
+    RolloutSample,
     TextResult,
     TextSampling,
     Tokens,
@@ -27,7 +28,7 @@ from clear_plugins.adapters.base import (
 )
 from clear_plugins.errors import ClearConfigError
 
-from . import generation, training
+from . import generation, rl, training
 from . import restore as restoration
 from .batch import IGNORE_INDEX, PackedBatch
 from .context import BagelContext, ContextRunner
@@ -250,6 +251,10 @@ class BagelAdapter(BackboneAdapter):
                 **training.blind_extra(batch, label_index, velocity_index, velocity_t),
             },
         )
+
+    def pack_rollouts(self, samples: Sequence[RolloutSample]) -> PackedBatch:
+        """GRPO trajectories replayed as sampled, with noise blocks at the chosen steps (see :mod:`.rl`)."""
+        return rl.pack_rollouts(self, samples)
 
     def pack_training_samples(self, samples: Sequence[Any], options: Any = None) -> list[PackedBatch]:
         """Pack backbone-blind training samples into packed rows (see :mod:`.training`)."""

@@ -5,7 +5,8 @@
 RoPE position, both from the image after the VAE resize, as the official inferencer does (reference §5.6).
 
 :func:`generate_text` opens an assistant segment with ``<|im_start|>`` when none is open and continues from the
-KV cache, one forward per token (never re-reading the context). It ends on ``<|im_end|>``, on a stop string (then
+KV cache, one forward per token (never re-reading the context), recording each token's log-probability (GRPO's
+importance ratio). It ends on ``<|im_end|>``, on a stop string (then
 ``<|im_end|>`` is appended, as the model emits it after ``<image_restore>``), or on the token budget (the segment
 stays open). Text is decoded without Bagel's four segment/image markers but with every other token, so the
 trajectory tags survive whether they are BPE text (tag mode ``"text"``, the default), plain added tokens (mode
@@ -96,6 +97,13 @@ def pick_token(logits: Tensor, sampling: TextSampling, generator: torch.Generato
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def token_logprob(logits: Tensor, token: int, sampling: TextSampling) -> float:
+    """Log-probability of ``token`` under the distribution :func:`pick_token` draws from (``logits / temperature``
+    when sampling, masked rows included as ``-inf``; top-p truncation is not applied, as in TRL's ratio)."""
+    scaled = logits.float() / sampling.temperature if sampling.do_sample else logits.float()
+    return float(torch.log_softmax(scaled, dim=-1)[token])
+
+
 def _generator(sampling: TextSampling, context: BagelContext, device: torch.device) -> torch.Generator | None:
     """A generator seeded by ``sampling.seed`` and the context length (so successive calls draw afresh)."""
     if not sampling.do_sample or sampling.seed is None:
@@ -147,6 +155,7 @@ def generate_text(
     generator = _generator(sampling, ctx, runner.device)
     vocabulary = sampling_vocabulary(tokenizer, tag_mode(adapter.model.config))
     new: list[int] = []
+    logprobs: list[float | None] = []
     stopped = False
     window = _stop_window(stop)
     for _ in range(max_new_tokens):
@@ -156,6 +165,7 @@ def generate_text(
         logits[list(vocabulary.excluded)] = float("-inf")
         token = pick_token(logits, sampling, generator)
         new.append(token)
+        logprobs.append(token_logprob(logits, token, sampling))
         ctx = ctx.push_text([token])
         if token == eos:
             ctx = replace(ctx, segment_open=False)
@@ -163,12 +173,19 @@ def generate_text(
         if stop and _stop_in(_decode(tokenizer, new[-window:], adapter), stop) is not None:
             ctx, stopped = close_segment(adapter, ctx), True
             new.append(eos)
+            logprobs.append(None)
             break
     text = _decode(tokenizer, new, adapter)
     found = _stop_in(text, stop) if stopped else None
     if found is not None:
         text = text[: found[1]]
-    return TextResult(text=text, token_ids=new, stopped_on=None if found is None else found[0], context=ctx)
+    return TextResult(
+        text=text,
+        token_ids=new,
+        stopped_on=None if found is None else found[0],
+        context=ctx,
+        logprobs=logprobs,
+    )
 
 
 def _decode(tokenizer: Any, ids: Sequence[int], adapter: BagelParts) -> str:
