@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -243,3 +245,15 @@ def test_ablation_switches_and_gradient_accumulation_train(tmp_path):
     assert all(math.isfinite(v) for v in _logged(trainer, "image/loss") + _logged(trainer, "text/loss"))
     assert _logged(trainer, "image/log_ratio_abs_max")[0] < 1e-4  # on-policy within the accumulation window
     assert "llm2vae.weight" in _changed(adapter.model, before)
+
+
+def test_create_model_card_writes_the_clear_card_with_the_run_record(tmp_path):
+    trainer = build_trainer(tmp_path)
+    trainer.create_model_card(model_name="me/clear-tiny")  # what push_to_hub calls before uploading
+    out = Path(trainer.args.output_dir)
+    card = (out / "README.md").read_text()
+    record = (out / "clear_training.json").read_text()
+    assert "InterleavedGRPOTrainer" in record and '"grpo"' in record
+    assert "me/clear-tiny" in card and "CLEAR" in card
+    assert "grpo" in card.lower()
+    assert json.loads(record)["stages"][-1]["hyperparameters"]["learning_rate"] == trainer.args.learning_rate

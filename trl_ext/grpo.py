@@ -30,6 +30,7 @@ from trl import GRPOTrainer
 
 from clear_plugins.adapters.base import BackboneAdapter, RolloutSample
 from clear_plugins.errors import ClearConfigError, ImageInputError
+from clear_plugins.hub_cards.trainer import ClearModelCardMixin
 from clear_plugins.rewards import RewardConfig, make_reward_functions
 from clear_plugins.tags import sampling_vocabulary, tag_mode
 
@@ -66,7 +67,7 @@ def _with_fallback(judge: Any, enabled: bool) -> Any:
     return FallbackJudge(judge, RuleJudge())
 
 
-class InterleavedGRPOTrainer(GRPOTrainer):
+class InterleavedGRPOTrainer(ClearModelCardMixin, GRPOTrainer):
     """GRPO over interleaved generate-then-answer trajectories (module docstring).
 
     Args:
@@ -81,6 +82,8 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             the rule judge when ``args.judge_fallback``.
         ref_model / ref_adapter: the KL reference for β > 0 (default: a copy of ``model`` made here).
     """
+
+    clear_stage = "grpo"
 
     def __init__(
         self,

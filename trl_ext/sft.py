@@ -32,6 +32,7 @@ from trl import SFTTrainer
 from clear_plugins.adapters.base import BackboneAdapter, TrainingOutputs
 from clear_plugins.data.loading import load_training_rows
 from clear_plugins.errors import ClearConfigError
+from clear_plugins.hub_cards.trainer import ClearModelCardMixin
 from clear_plugins.training_sample import PackingOptions, TrainingSample
 
 from .collators import SAMPLES_KEY, SKIPPED_KEY, ClearSFTCollator
@@ -119,7 +120,7 @@ class _StepGuard(TrainerCallback):
         return control
 
 
-class ClearSFTTrainer(SFTTrainer):
+class ClearSFTTrainer(ClearModelCardMixin, SFTTrainer):
     """TRL ``SFTTrainer`` for CLEAR's generate-then-answer trajectories (module docstring).
 
     Args:
@@ -130,6 +131,8 @@ class ClearSFTTrainer(SFTTrainer):
         adapter: the backbone adapter (default: found through the plugins).
         peft_config: a ``peft`` config (LoRA); see :func:`~.model_utils.lora_target_modules` for targets.
     """
+
+    clear_stage = "sft"
 
     loss_is_scaled_for_ga = False
     _tag_names: ClassVar[list[str]] = ["trl", "sft", "clear"]
