@@ -257,3 +257,11 @@ def test_create_model_card_writes_the_clear_card_with_the_run_record(tmp_path):
     assert "me/clear-tiny" in card and "CLEAR" in card
     assert "grpo" in card.lower()
     assert json.loads(record)["stages"][-1]["hyperparameters"]["learning_rate"] == trainer.args.learning_rate
+
+
+def test_reference_preset_keeps_values_set_explicitly(tmp_path):
+    args = InterleavedGRPOConfig(
+        output_dir=str(tmp_path), preset="reference", learning_rate=1e-5, use_cpu=True, bf16=False
+    )
+    assert args.learning_rate == 1e-5  # set by the user: the preset does not overwrite it
+    assert args.num_generations == REFERENCE_PRESET["num_generations"]  # left at the paper value: replaced

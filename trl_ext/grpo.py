@@ -58,10 +58,10 @@ STATE_FILE = "clear_grpo_state.json"
 def _with_fallback(judge: Any, enabled: bool) -> Any:
     """``judge`` wrapped so that an outage falls back to the rule judge (unless already a rule/fallback judge)."""
     from clear_plugins.rewards.judge_rules import RuleJudge
-    from clear_plugins.rewards.judges import FallbackJudge, build_judge
+    from clear_plugins.rewards.judges import FallbackJudge, JudgeConfig, build_judge
 
     if judge is None:
-        return build_judge()
+        return build_judge(JudgeConfig(fallback=enabled))
     if not enabled or isinstance(judge, RuleJudge | FallbackJudge):
         return judge
     return FallbackJudge(judge, RuleJudge())
@@ -109,7 +109,7 @@ class InterleavedGRPOTrainer(ClearModelCardMixin, GRPOTrainer):
             raise ClearConfigError("processing_class must be the model's tokenizer.")
         adapter = adapter if adapter is not None else find_adapter(model, processing_class)
         if reward_funcs is None:
-            reward_config = RewardConfig(decision_weight=0.15 if args.decision_reward else 0.0)
+            reward_config = RewardConfig() if args.decision_reward else RewardConfig(decision_weight=0.0)
             judge = _with_fallback(judge, args.judge_fallback)
             reward_funcs = make_reward_functions(reward_config, judge)
             if args.reward_weights is None:

@@ -58,9 +58,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--data", required=True, metavar="JSONL", help="Training rows (JSONL next to its images)."
     )
-    group.add_argument("--eval-data", dest="eval_data", metavar="JSONL", help="Evaluation rows (optional).")
+    group.add_argument(
+        "--eval-data", "--eval_data", dest="eval_data", metavar="JSONL", help="Evaluation rows (optional)."
+    )
     group.add_argument(
         "--lora-r",
+        "--lora_r",
         dest="lora_r",
         type=int,
         default=0,
@@ -90,7 +93,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs.update(metavar=spec["kind"].upper())
         text = (spec["help"] or "").replace("%", "%%")
-        group.add_argument(f"--{name}", help=f"{text} (default: {spec['default']})", **kwargs)
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        group.add_argument(*flags, help=f"{text} (default: {spec['default']})", **kwargs)
 
 
 def config_argv(args: argparse.Namespace) -> list[str]:
