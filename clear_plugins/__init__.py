@@ -48,6 +48,15 @@ _EXPORTS: dict[str, str] = {
     "RestoreResult": "clear_plugins.adapters.base",
     "SDERecord": "clear_plugins.adapters.base",
     "TrainingOutputs": "clear_plugins.adapters.base",
+    # training
+    "TrainingRow": "clear_plugins.data.schema",
+    "TrainingSample": "clear_plugins.training_sample",
+    "RestoreBlock": "clear_plugins.training_sample",
+    "PackingOptions": "clear_plugins.training_sample",
+    "ClearSFTConfig": "clear_plugins.trl_ext.sft_config",
+    "ClearSFTTrainer": "clear_plugins.trl_ext.sft",
+    "InterleavedGRPOConfig": "clear_plugins.trl_ext.grpo_config",
+    "InterleavedGRPOTrainer": "clear_plugins.trl_ext.grpo",
     # errors
     "ClearError": "clear_plugins.errors",
 }

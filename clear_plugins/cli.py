@@ -15,10 +15,10 @@ from clear_plugins import __version__
 
 COMMANDS: dict[str, str] = {
     "degrade": "Apply MMD-Bench degradations to an image or a folder, or draw the Fig. 6 grid.",
-    "bench": "Build MMD-Bench from a VQA source, evaluate a model on it, and report.",
+    "bench": "Build MMD-Bench from a VQA source (evaluate on it with 'clear-plugins eval').",
     "data": "Build the SFT/GRPO datasets of App. C (probe, trace, filter, balance, split).",
     "train": "Train with CLEAR: 'train sft' (stage 1) or 'train grpo' (stage 2, Interleaved GRPO).",
-    "eval": "Evaluate a CLEAR model on a degraded VQA set (accuracy, trigger rate, timing).",
+    "eval": "Evaluate a model on MMD-Bench levels and write the paper's tables, plots, comparisons and IQA.",
     "answer": "Answer a question about an image with a CLEAR model (restore-then-answer), from the shell.",
     "serve": "Serve a CLEAR model as an OpenAI-compatible /v1/chat/completions endpoint.",
     "demo": "Run the whole method end to end on an embedded offline toy world.",

@@ -24,6 +24,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from clear_plugins.errors import ClearConfigError
 from clear_plugins.hookspecs import hookimpl
 from clear_plugins.tags import TAG_MODE_ATTRIBUTE, check_tag_mode
 
@@ -200,6 +201,11 @@ def _route_generate(injection: Injection) -> None:
     original = model.generate
 
     def generate(*args: Any, images: Any = None, **kwargs: Any) -> Any:
+        if images is None and "questions" in kwargs:
+            raise ClearConfigError(
+                "images=None with questions=...: pass the image(s) to answer about as images=...; call "
+                "generate without questions for plain text generation."
+            )
         if images is None:
             return original(*args, **kwargs)
         from clear_plugins.pipeline import ClearPipeline

@@ -47,6 +47,7 @@ class ServerConfig:
     )
     api_key: str | None = field(
         default=None,
+        repr=False,
         metadata={"help": "Require 'Authorization: Bearer KEY' on every /v1 route (None: open)."},
     )
     max_queue: int = field(

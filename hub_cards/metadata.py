@@ -291,7 +291,13 @@ def training_hyperparameters(args: Any) -> dict[str, Any]:
         if cls.__module__.startswith("clear_plugins") and dataclasses.is_dataclass(cls):
             names.extend(n for n in inspect.get_annotations(cls) if n not in names)
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    return {n: (v.value if hasattr(v, "value") and not _json_scalar(v) else v) for n, v in values.items()}
+    values = {n: (v.value if hasattr(v, "value") and not _json_scalar(v) else v) for n, v in values.items()}
+    values = {n: list(v) if isinstance(v, tuple) else v for n, v in values.items()}
+    return {
+        n: v
+        for n, v in values.items()
+        if _json_scalar(v) or (isinstance(v, list) and all(_json_scalar(item) for item in v))
+    }
 
 
 def record_training_stage(

@@ -16,7 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clear_plugins.hub_cards.metadata import EVAL_FILE, record_training_stage, training_hyperparameters
+from clear_plugins.hub_cards.metadata import (
+    EVAL_FILE,
+    TRAINING_FILE,
+    record_training_stage,
+    training_hyperparameters,
+)
 
 
 def record_trainer_stage(
@@ -69,12 +74,19 @@ def create_clear_model_card(trainer: Any, model_name: str | None = None, **_igno
 
 
 class ClearModelCardMixin:
-    """Put before TRL's trainer class: ``create_model_card`` writes the CLEAR card (see the module docstring)."""
+    """Put before TRL's trainer class: ``create_model_card`` writes the CLEAR card (see the module docstring).
+
+    ``clear_stage`` names the training stage recorded when ``output_dir`` has no ``clear_training.json`` yet.
+    """
+
+    clear_stage: str = "unknown"
 
     def create_model_card(
         self, model_name: str | None = None, dataset_name: str | None = None, tags: Any = None, **kwargs: Any
     ) -> None:
         """Write the CLEAR model card into ``args.output_dir`` (called by ``push_to_hub``)."""
+        if self.is_world_process_zero() and not (Path(self.args.output_dir) / TRAINING_FILE).is_file():
+            record_trainer_stage(self, self.clear_stage)
         create_clear_model_card(self, model_name=model_name)
 
 

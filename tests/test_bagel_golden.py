@@ -78,8 +78,10 @@ def _restores(tensors: dict[str, torch.Tensor]) -> None:
 @torch.no_grad()
 def _answers(tensors: dict[str, torch.Tensor], texts: dict[str, Any]) -> None:
     model, tokenizer = build_tiny_bagel()
-    config = PipelineConfig(num_steps=STEPS, system_prompt=SYSTEM)
-    inject(model, tokenizer, options=InjectionOptions(pipeline=config))
+    # Pinned to what the golden values were recorded with: Bagel's editing guidance and single-token tags (the
+    # defaults are now the clear_eval preset and tags as plain text).
+    config = PipelineConfig(num_steps=STEPS, system_prompt=SYSTEM, guidance=BagelGuidance())
+    inject(model, tokenizer, options=InjectionOptions(pipeline=config, tag_mode="token"))
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     script = [*ids(tokenizer, FIRST), *ids(tokenizer, SECOND), eos]
     torch.manual_seed(5)  # the pipeline's restore draws its noise from torch's global generator

@@ -281,12 +281,14 @@ def test_config_choices_match_the_degradations_package():
     assert tuple(degradations.LEVELS) == LEVEL_NAMES
 
 
-def test_bench_evaluate_and_report_are_not_built_yet(capsys):
+def test_bench_has_only_build_and_points_to_eval(capsys):
     for name in ("evaluate", "report"):
-        assert main(["bench", name, "--model", "some/model", "extra"]) == 2
-        assert f"clear-plugins bench {name}: not built yet" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", name])
+        assert exit_info.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
     assert main(["bench"]) == 2
-    assert "choose a sub-command: build, evaluate or report" in capsys.readouterr().err
+    assert "clear-plugins eval run" in capsys.readouterr().err
 
 
 def test_exact_runs_the_reference_mean_shift_and_is_recorded(tmp_path, capsys, clean_photos):

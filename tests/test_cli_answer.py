@@ -119,3 +119,8 @@ def test_folder_batch_is_resumable_and_skips_bad_images(folders, tmp_path, scrip
     assert all(r["answer"] == "EXIT" for r in lines)
     main([*args, "--output", str(output), "--no-progress"])  # resumed: a and b are not answered again
     assert len(output.read_text().splitlines()) == 2
+    kept = output.read_text().splitlines()[0]
+    output.write_text(kept + "\n" + '{"image": "half', encoding="utf-8")  # interrupted mid-line
+    main([*args, "--output", str(output), "--no-progress"])
+    lines = output.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["image"].endswith("b.png")

@@ -147,3 +147,64 @@ def test_import_reads_degradation_metadata_when_kept(tmp_path):
     assert (rows["llava_sub_0"]["degradation"], rows["llava_sub_0"]["level"]) == ("motion_blur", "hard")
     assert (rows["llava_sub_1"]["degradation"], rows["llava_sub_1"]["level"]) == ("graffiti", 0.6)
     assert (rows["llava_sub_3"]["degradation"], rows["llava_sub_3"]["level"]) == (None, None)
+
+
+def _split_archive(release, folder, parts: int = 3):
+    """The release as CLEAR_Train_Set.tar.gz cut into ``parts`` byte ranges named like the Hub's parts."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(release / "processed_dataset", arcname="processed_dataset")
+    data = buffer.getvalue()
+    folder.mkdir()
+    step = len(data) // parts + 1
+    for number in range(parts):
+        suffix = "a" + "abcdefgh"[number]
+        (folder / f"CLEAR_Train_Set.tar.gz.part.{suffix}").write_bytes(
+            data[number * step : (number + 1) * step]
+        )
+    return folder
+
+
+def test_import_streams_the_split_archive_like_the_extracted_folder(tmp_path):
+    release = write_release(tmp_path / "release")
+    parts = _split_archive(release, tmp_path / "parts")
+    from_folder = import_release(release, tmp_path / "a")
+    from_parts = import_release(parts / "CLEAR_Train_Set.tar.gz.part.ab", tmp_path / "b")
+    assert (
+        (from_parts.converted, from_parts.problem_count)
+        == (from_folder.converted, from_folder.problem_count)
+        == (3, 7)
+    )
+    rows_a = [r for _, r, _ in read_jsonl(tmp_path / "a" / "train.jsonl")]
+    rows_b = [r for _, r, _ in read_jsonl(tmp_path / "b" / "train.jsonl")]
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_image")} for r in rows]  # noqa: E731
+    assert strip(rows_a) == strip(rows_b)
+    assert rows_b[0]["degraded_image"].startswith("extracted/processed_dataset/sft/corruption_images/")
+    again = import_release(parts, tmp_path / "b")  # a folder of parts; extracted files are kept
+    assert again.converted == 3
+
+
+def test_a_truncated_archive_is_a_clear_error(tmp_path):
+    release = write_release(tmp_path / "release")
+    parts = _split_archive(release, tmp_path / "parts")
+    (parts / "CLEAR_Train_Set.tar.gz.part.ac").unlink()
+    with pytest.raises(ClearConfigError, match="every part is present"):
+        import_release(parts, tmp_path / "out")
+
+
+def test_an_archive_member_outside_the_folder_is_refused(tmp_path):
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"hi"))
+    (tmp_path / "evil.tar.gz").write_bytes(buffer.getvalue())
+    with pytest.raises(ClearConfigError, match="outside the extraction folder"):
+        import_release(tmp_path / "evil.tar.gz", tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()

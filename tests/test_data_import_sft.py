@@ -1,10 +1,9 @@
-"""Rows imported from the authors' release train one SFT step (runs where ``ClearSFTTrainer`` is present)."""
+"""Rows imported from the authors' release, and a ``data build`` output, train one SFT step."""
 
 from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from bagel_helpers import build_tiny_bagel
 from data_fixtures import fake_prober, write_source
@@ -14,8 +13,7 @@ from clear_plugins.data.build import build_dataset
 from clear_plugins.data.config import DataBuildConfig
 from clear_plugins.data.release import import_release
 from clear_plugins.rewards.judge_rules import RuleJudge
-
-sft = pytest.importorskip("clear_plugins.trl_ext.sft", reason="ClearSFTTrainer is not in this build")
+from clear_plugins.trl_ext import sft
 
 
 def _one_step(rows_path, tmp_path, batch_size: int):

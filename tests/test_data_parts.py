@@ -317,3 +317,16 @@ def test_a_code_fenced_reply_is_unwrapped_before_validation():
     assert unfence(f"```xml\n{trace}\n```") == trace
     assert unfence(f"  ```\n{trace}```  ") == trace
     assert unfence(f"Sure:\n```\n{trace}\n```") == f"Sure:\n```\n{trace}\n```"  # prose around it: left as is
+
+
+@pytest.mark.parametrize("log_payloads", [False, True])
+def test_payloads_are_logged_as_hashes_unless_asked(log_payloads, monkeypatch, caplog):
+    monkeypatch.delenv(ENV_TRACE_API_KEY, raising=False)
+    caplog.set_level(logging.DEBUG, logger="clear_plugins")
+    with TraceServer() as server:
+        config = TraceEndpointConfig(base_url=server.base_url, model="m", log_payloads=log_payloads)
+        reply = TraceClient(config).complete(MESSAGES, label="q00")
+    assert "<answer>" in reply
+    assert ("[q00] hello" in caplog.text) is log_payloads
+    assert ("<answer>" in caplog.text) is log_payloads
+    assert ("sha256" in caplog.text) is not log_payloads

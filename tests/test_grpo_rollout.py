@@ -170,3 +170,11 @@ def test_a_changed_model_moves_the_ratio(adapter, image):
             model.llm2vae.weight.copy_(saved[0])
             model.language_model.lm_head.weight.copy_(saved[1])
     assert text.abs().max() > 1e-3 and image_ratio.abs().max() > 1e-3
+
+
+def test_a_backbone_without_grpo_support_says_so():
+    from fake_backbone import FakeAdapter, build_fake
+
+    model, _ = build_fake()
+    with pytest.raises(NotImplementedError, match="pack_rollouts"):
+        FakeAdapter(model).pack_rollouts([])

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,3 +215,53 @@ def test_checkpoints_are_safetensors_and_resume_continues_the_same_run(tmp_path)
     for name, p in resumed_adapter.model.named_parameters():
         assert torch.allclose(p, final[name], atol=1e-6), name
     assert _logged(resumed, "reward")[-1] == pytest.approx(_logged(full, "reward")[-1])
+
+
+def test_an_unreadable_image_is_a_clear_error_naming_it(tmp_path):
+    from clear_plugins.errors import ImageInputError
+
+    trainer = build_trainer(tmp_path, max_steps=1)
+    (tmp_path / "degraded.png").write_bytes(b"not a png")
+    with pytest.raises(ImageInputError, match=r"degraded\.png"):
+        trainer.train()
+
+
+def test_ablation_switches_and_gradient_accumulation_train(tmp_path):
+    """All steps injected, weighted selection, Flow-GRPO's σ schedule, decode_reencode and GA = 2 together."""
+    adapter = tiny_adapter()
+    trainer = build_trainer(
+        tmp_path,
+        adapter=adapter,
+        max_steps=1,
+        gradient_accumulation_steps=2,
+        image_loss_steps="all",
+        step_selection="weighted",
+        sde_sigma_schedule="flow_grpo",
+        bridge_mode="decode_reencode",
+    )
+    before = _snapshot(adapter.model)
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert all(math.isfinite(v) for v in _logged(trainer, "image/loss") + _logged(trainer, "text/loss"))
+    assert _logged(trainer, "image/log_ratio_abs_max")[0] < 1e-4  # on-policy within the accumulation window
+    assert "llm2vae.weight" in _changed(adapter.model, before)
+
+
+def test_create_model_card_writes_the_clear_card_with_the_run_record(tmp_path):
+    trainer = build_trainer(tmp_path)
+    trainer.create_model_card(model_name="me/clear-tiny")  # what push_to_hub calls before uploading
+    out = Path(trainer.args.output_dir)
+    card = (out / "README.md").read_text()
+    record = (out / "clear_training.json").read_text()
+    assert "InterleavedGRPOTrainer" in record and '"grpo"' in record
+    assert "me/clear-tiny" in card and "CLEAR" in card
+    assert "grpo" in card.lower()
+    assert json.loads(record)["stages"][-1]["hyperparameters"]["learning_rate"] == trainer.args.learning_rate
+
+
+def test_reference_preset_keeps_values_set_explicitly(tmp_path):
+    args = InterleavedGRPOConfig(
+        output_dir=str(tmp_path), preset="reference", learning_rate=1e-5, use_cpu=True, bf16=False
+    )
+    assert args.learning_rate == 1e-5  # set by the user: the preset does not overwrite it
+    assert args.num_generations == REFERENCE_PRESET["num_generations"]  # left at the paper value: replaced

@@ -106,7 +106,8 @@ def exported(tmp_path_factory):
     """A tiny injected Bagel, its answers (direct and restoring), and its export (sharded)."""
     model, tokenizer = build_tiny_bagel()
     pipeline = PipelineConfig(num_steps=3, system_prompt=SYSTEM, max_new_tokens=MAX_NEW_TOKENS)
-    inject(model, tokenizer, options=InjectionOptions(pipeline=pipeline))
+    # single-token tags, so the forced first segment fits the small token budget
+    inject(model, tokenizer, options=InjectionOptions(pipeline=pipeline, tag_mode="token"))
     image = photo(IMAGE_SIZE)
     forced = _forced_ids(tokenizer)
     before = {"direct": _answer(model, image, []), "restore": _answer(model, image, forced)}

@@ -164,3 +164,18 @@ def test_remote_code_refuses_an_older_clear_plugins(tmp_path, monkeypatch):
     monkeypatch.undo()
     namespace = runpy.run_path(str(out / "configuration_clear.py"))
     assert namespace["BagelConfig"] is type(model.config)
+
+
+def test_a_failed_export_leaves_nothing_under_the_output_name(saved, tmp_path, monkeypatch):
+    import clear_plugins.hub_cards.cards as cards
+
+    folder, _ = saved
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cards, "write_model_card", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        export_checkpoint(folder, out)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the temporary folder

@@ -122,9 +122,6 @@ def test_unbuilt_subcommands_say_so_and_exit_non_zero(capsys):
     for name in unbuilt:
         assert main([name, "--anything"]) == 2
         assert "not built yet" in capsys.readouterr().err
-    for stage in ("sft", "grpo"):
-        assert main(["train", stage, "--anything"]) == 2
-        assert f"train {stage}: not built yet" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -76,4 +76,6 @@ def test_injected_generate_validates_before_generating():
         model.generate(images=photo(8), questions=None)
     with pytest.raises(TypeError, match="unknown keyword argument 'temperature'"):
         model.generate(images=photo(8), questions="q", temperature=0.7)
+    with pytest.raises(ClearConfigError, match="images=None with questions"):
+        model.generate(images=None, questions="What colour?")
     assert model.generate(images=photo(8), questions="What colour?").answer == "red"

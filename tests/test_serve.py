@@ -166,3 +166,20 @@ def test_serve_command_reports_a_bad_model_folder(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path), "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert "no installed backbone reads the folder" in err and "Traceback" not in err
+
+
+def test_an_internal_failure_is_a_500_without_details(setup, caplog):
+    class Broken:
+        config = setup.pipeline.config
+
+        def __call__(self, *args, **kwargs):
+            raise RuntimeError("secret detail /home/user/model")
+
+    broken = type(setup)(pipeline=Broken(), settings=setup.settings)
+    with BackgroundServer(create_app(broken, ServerConfig())) as running:
+        client = openai.OpenAI(base_url=running.base_url, api_key="none", max_retries=0, timeout=60)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="clear", messages=user(url=data_url(photo(32))))
+    assert caught.value.status_code == 500 and caught.value.body["code"] == "internal_error"
+    assert "secret" not in str(caught.value.body) and "Traceback" not in str(caught.value.body)
+    assert "secret detail" in caplog.text  # logged on the server side

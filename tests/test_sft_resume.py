@@ -44,9 +44,10 @@ def test_checkpoint_files_and_resume_equivalence(tmp_path):
     assert (checkpoint / "model.safetensors").is_file()
     assert not list(checkpoint.glob("pytorch_model*")), "weights are saved as safetensors only"
     meta = json.loads((checkpoint / METADATA_FILE).read_text())
-    assert meta["stage"] == "sft" and meta["clear_tag_mode"] == "token" and meta["mse_weight"] == 0.5
+    mode = getattr(full.model.config, "clear_tag_mode", "token")
+    assert meta["stage"] == "sft" and meta["clear_tag_mode"] == mode and meta["mse_weight"] == 0.5
     config = json.loads((checkpoint / "config.json").read_text())
-    assert config["clear_tag_mode"] == "token"
+    assert config["clear_tag_mode"] == mode
 
     resumed, resumed_losses = _run(tmp_path, data, tmp_path / "resumed", resume=str(checkpoint))
     assert resumed.steps_run == [3, 4], "the resumed run trains only the steps after the checkpoint"

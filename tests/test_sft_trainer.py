@@ -111,3 +111,11 @@ def test_nan_loss_skips_the_step_with_a_warning(tmp_path, caplog):
     assert "non-finite loss" in caplog.text
     assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
     assert trainer.state.log_history[0]["nan_skipped"] == 1.0
+
+
+def test_create_model_card_writes_the_clear_card(tmp_path):
+    trainer = _trainer(tmp_path)
+    trainer.create_model_card(model_name="me/clear-sft")  # what push_to_hub calls before uploading
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "me/clear-sft" in card and "ClearSFTTrainer" in card
+    assert "generated from trainer" not in card.lower()  # not TRL's / transformers' generic card

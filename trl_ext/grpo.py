@@ -29,7 +29,8 @@ import torch
 from trl import GRPOTrainer
 
 from clear_plugins.adapters.base import BackboneAdapter, RolloutSample
-from clear_plugins.errors import ClearConfigError
+from clear_plugins.errors import ClearConfigError, ImageInputError
+from clear_plugins.hub_cards.trainer import ClearModelCardMixin
 from clear_plugins.rewards import RewardConfig, make_reward_functions
 from clear_plugins.tags import sampling_vocabulary, tag_mode
 
@@ -57,16 +58,16 @@ STATE_FILE = "clear_grpo_state.json"
 def _with_fallback(judge: Any, enabled: bool) -> Any:
     """``judge`` wrapped so that an outage falls back to the rule judge (unless already a rule/fallback judge)."""
     from clear_plugins.rewards.judge_rules import RuleJudge
-    from clear_plugins.rewards.judges import FallbackJudge, build_judge
+    from clear_plugins.rewards.judges import FallbackJudge, JudgeConfig, build_judge
 
     if judge is None:
-        return build_judge()
+        return build_judge(JudgeConfig(fallback=enabled))
     if not enabled or isinstance(judge, RuleJudge | FallbackJudge):
         return judge
     return FallbackJudge(judge, RuleJudge())
 
 
-class InterleavedGRPOTrainer(GRPOTrainer):
+class InterleavedGRPOTrainer(ClearModelCardMixin, GRPOTrainer):
     """GRPO over interleaved generate-then-answer trajectories (module docstring).
 
     Args:
@@ -81,6 +82,8 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             the rule judge when ``args.judge_fallback``.
         ref_model / ref_adapter: the KL reference for β > 0 (default: a copy of ``model`` made here).
     """
+
+    clear_stage = "grpo"
 
     def __init__(
         self,
@@ -106,7 +109,7 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             raise ClearConfigError("processing_class must be the model's tokenizer.")
         adapter = adapter if adapter is not None else find_adapter(model, processing_class)
         if reward_funcs is None:
-            reward_config = RewardConfig(decision_weight=0.15 if args.decision_reward else 0.0)
+            reward_config = RewardConfig() if args.decision_reward else RewardConfig(decision_weight=0.0)
             judge = _with_fallback(judge, args.judge_fallback)
             reward_funcs = make_reward_functions(reward_config, judge)
             if args.reward_weights is None:
@@ -155,8 +158,14 @@ class InterleavedGRPOTrainer(GRPOTrainer):
             path = Path(value)
             if not path.is_absolute() and self.args.image_root is not None:
                 path = Path(self.args.image_root) / path
-            with Image.open(path) as image:
-                return image.convert("RGB")
+            try:
+                with Image.open(path) as image:
+                    return image.convert("RGB")
+            except OSError as exc:
+                raise ImageInputError(
+                    f"cannot read the image {str(path)!r} of a training row ({exc.__class__.__name__}); fix or drop "
+                    "the row (clear-plugins train grpo skips such rows up front)."
+                ) from None
         if isinstance(value, dict) and value.get("bytes") is not None:  # datasets' Image feature, undecoded
             import io
 

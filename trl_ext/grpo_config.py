@@ -10,6 +10,7 @@ points (``--num_timesteps_train 20``), ``loss_type="dr_grpo"`` with ``scale_rewa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -163,8 +164,10 @@ class InterleavedGRPOConfig(GRPOConfig):
         if self.preset not in PRESETS:
             raise ClearConfigError(f"preset={self.preset!r} is not one of {PRESETS}.")
         if self.preset == "reference":
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name, value in REFERENCE_PRESET.items():
-                setattr(self, name, value)
+                if getattr(self, name) == defaults[name]:  # a value the user set explicitly wins
+                    setattr(self, name, value)
         super().__post_init__()
         self._check_choices()
         if not (self.image_loss_weight >= 0):

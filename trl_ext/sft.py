@@ -32,6 +32,7 @@ from trl import SFTTrainer
 from clear_plugins.adapters.base import BackboneAdapter, TrainingOutputs
 from clear_plugins.data.loading import load_training_rows
 from clear_plugins.errors import ClearConfigError
+from clear_plugins.hub_cards.trainer import ClearModelCardMixin
 from clear_plugins.training_sample import PackingOptions, TrainingSample
 
 from .collators import SAMPLES_KEY, SKIPPED_KEY, ClearSFTCollator
@@ -119,7 +120,7 @@ class _StepGuard(TrainerCallback):
         return control
 
 
-class ClearSFTTrainer(SFTTrainer):
+class ClearSFTTrainer(ClearModelCardMixin, SFTTrainer):
     """TRL ``SFTTrainer`` for CLEAR's generate-then-answer trajectories (module docstring).
 
     Args:
@@ -130,6 +131,8 @@ class ClearSFTTrainer(SFTTrainer):
         adapter: the backbone adapter (default: found through the plugins).
         peft_config: a ``peft`` config (LoRA); see :func:`~.model_utils.lora_target_modules` for targets.
     """
+
+    clear_stage = "sft"
 
     loss_is_scaled_for_ga = False
     _tag_names: ClassVar[list[str]] = ["trl", "sft", "clear"]
@@ -151,7 +154,7 @@ class ClearSFTTrainer(SFTTrainer):
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             raise ClearConfigError(
-                "pass a loaded model object (e.g. BagelForConditionalGeneration.from_pretrained)."
+                "pass a loaded model object (e.g. from clear_plugins.loading.load_model), not a path."
             )
         args = args if args is not None else ClearSFTConfig(output_dir="clear-sft")
         if not isinstance(args, ClearSFTConfig):
@@ -205,16 +208,20 @@ class ClearSFTTrainer(SFTTrainer):
             generator=torch.Generator().manual_seed(batch_seed(args.seed, self.state.global_step, samples)),
         )
 
-    def training_outputs(
-        self, model: torch.nn.Module, samples: Sequence[TrainingSample]
-    ) -> list[TrainingOutputs]:
-        """Pack ``samples`` and run ``adapter.training_forward`` on each row through the wrapped ``model``."""
-        rows = self.adapter.pack_training_samples(samples, self.packing_options(samples))
-        outputs = []
-        with routed_forward(model, self.adapter.training_forward), self.accelerator.autocast():
-            for row in rows:
-                outputs.append(model(row))
-        return outputs
+    def micro_batch_loss(self, rows: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """The routed forward: ``training_forward`` on every packed row, then the loss.
+
+        Runs as the wrapped model's ``forward`` so DDP sees one output per step, and that output holds only the loss
+        (the terms are detached): parameters reached by outputs the loss does not use (e.g. ``llm2vae`` on a rank
+        whose rows have no restore block) would leave DDP waiting for gradients that never come.
+        """
+        args = self.args
+        outputs = [self.adapter.training_forward(row) for row in rows]
+        terms = sft_terms(outputs, args.kl_layer_stride, args.kl_weight > 0)
+        loss = clear_sft_loss(
+            terms["ce"], terms["mse"], terms["kl"], mse_weight=args.mse_weight, kl_weight=args.kl_weight
+        )
+        return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """``CE + λ_mse·MSE + λ_kl·KL`` over the micro-batch; logs ``ce``, ``mse``, ``kl``, ``skipped_rows``."""
@@ -223,15 +230,12 @@ class ClearSFTTrainer(SFTTrainer):
             set_frozen_eval(self._frozen)
         samples = inputs[SAMPLES_KEY]
         self._metrics[mode]["skipped_rows"].append(float(len(inputs[SKIPPED_KEY])))
-        outputs = self.training_outputs(model, samples) if samples else []
-        args = self.args
-        if outputs:
-            terms = sft_terms(outputs, args.kl_layer_stride, args.kl_weight > 0)
-            loss = clear_sft_loss(
-                terms["ce"], terms["mse"], terms["kl"], mse_weight=args.mse_weight, kl_weight=args.kl_weight
-            )
-        else:
-            terms, loss = {}, zero_loss(model)
+        result: dict[str, torch.Tensor] = {}
+        if samples:
+            rows = self.adapter.pack_training_samples(samples, self.packing_options(samples))
+            with routed_forward(model, self.micro_batch_loss), self.accelerator.autocast():
+                result = dict(model(rows))
+        loss = result.pop("loss") if result else zero_loss(model)
         finite = torch.isfinite(loss.detach()).float()
         if self.accelerator.num_processes > 1:
             finite = self.accelerator.reduce(finite, reduction="mean")
@@ -245,10 +249,10 @@ class ClearSFTTrainer(SFTTrainer):
             self._nonfinite_in_window = True
             self._metrics[mode]["nan_skipped"].append(1.0)
             loss = zero_loss(model)
-        else:
-            for name, value in terms.items():
-                self._metrics[mode][name].append(float(self.accelerator.gather(value.detach()).mean()))
-        return (loss, outputs) if return_outputs else loss
+        elif result:
+            for name, value in result.items():
+                self._metrics[mode][name].append(float(self.accelerator.gather(value).mean()))
+        return (loss, result) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation: the same loss without gradients (no logits are returned)."""

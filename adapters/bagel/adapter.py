@@ -120,10 +120,18 @@ class BagelAdapter(BackboneAdapter):
         """Resize + normalise before the ViT (see :class:`~.encoders.BagelEncoders`)."""
         return self.encoders.vit_transform
 
+    @vit_transform.setter
+    def vit_transform(self, transform: ImageTransform) -> None:
+        self.encoders.vit_transform = transform
+
     @property
     def vae_transform(self) -> ImageTransform:
         """Resize + normalise before the VAE (see :class:`~.encoders.BagelEncoders`)."""
         return self.encoders.vae_transform
+
+    @vae_transform.setter
+    def vae_transform(self, transform: ImageTransform) -> None:
+        self.encoders.vae_transform = transform
 
     def encode_understanding(
         self, images: Sequence[Image], sizes: Sequence[tuple[int, int]] | None = None

@@ -161,15 +161,25 @@ def attention_interface(implementation: str | None, mask: Any, default: Callable
     """The attention function for ``mask``: flex for a BlockMask, else the configured implementation."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    if not isinstance(mask, torch.Tensor):
+    if is_block_mask(mask):
         return flex_attention_forward
     return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, default)
+
+
+def is_block_mask(mask: Any) -> bool:
+    """Whether ``mask`` is a flex-attention BlockMask (``None`` and dense tensors are not)."""
+    if mask is None or isinstance(mask, torch.Tensor) or not flex_available():
+        return False
+    from torch.nn.attention.flex_attention import BlockMask
+
+    return isinstance(mask, BlockMask)
 
 
 __all__ = [
     "BLOCK_SIZE",
     "attention_interface",
     "flex_attention_forward",
+    "is_block_mask",
     "packed_block_mask",
     "packed_mask",
     "resolve_attention",

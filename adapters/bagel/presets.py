@@ -28,7 +28,6 @@ from .image_transforms import ImageTransform, ResizeSpec
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .adapter import BagelAdapter
 
 REFERENCE_MAX_PIXELS: Final[int] = 14 * 14 * 9 * 1024
 """``ImageTransform``'s default area cap in both references (1,806,336 px)."""
@@ -127,7 +126,7 @@ def clipped_spec(max_size: int, min_size: int, stride: int, max_pixels: int, lar
     return ResizeSpec(max_size, min(min_size, max_size), stride, max_pixels).clipped(largest)
 
 
-def apply_preset(adapter: BagelAdapter, preset: str | BagelPreset) -> dict[str, Any]:
+def apply_preset(adapter: Any, preset: str | BagelPreset) -> dict[str, Any]:
     """Put ``preset`` on ``adapter`` and return the pipeline fields it sets (``num_steps``, ``guidance``).
 
     The image sizes are clipped to what the model's position tables hold (a tiny test model has small tables).

@@ -22,7 +22,7 @@ token log-probabilities and velocities, so the GRPO ratio is 1 on-policy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -31,17 +31,30 @@ from clear_plugins.bridge import BridgeMode
 from clear_plugins.errors import ClearConfigError
 
 from .batch import IGNORE_INDEX, PackedBatch
-from .context import BagelContext, LatentItem, TextItem, VitItem
+from .context import BagelContext, BagelParts, LatentItem, TextItem, VitItem
 from .sequence import SequenceBuilder
 
 if TYPE_CHECKING:
-    from .adapter import BagelAdapter
+    from PIL.Image import Image
+
+    from clear_plugins.adapters.base import Latent, Tokens
+
+
+class RolloutParts(BagelParts, Protocol):
+    """What replaying a rollout reads from the adapter (:class:`~.adapter.BagelAdapter` provides it); typed here
+    so this module never names the facade."""
+
+    def encode_understanding(self, images: Sequence[Image]) -> Tokens:
+        """ViT tokens of ``images``."""
+
+    def decode_latent(self, latent: Latent) -> list[Image]:
+        """Pixels of ``latent``."""
 
 
 class _Packer:
     """Appends blocks of several samples to one builder and keeps the labels aligned with the tokens."""
 
-    def __init__(self, adapter: BagelAdapter) -> None:
+    def __init__(self, adapter: RolloutParts) -> None:
         self.adapter = adapter
         self.builder = SequenceBuilder(adapter.token_ids, adapter.model.config.vit_config.patch_size)
         self.labels: list[int] = []
@@ -82,7 +95,7 @@ def _prompt(sample: RolloutSample) -> BagelContext:
     return prompt
 
 
-def _bridged_item(adapter: BagelAdapter, sample: RolloutSample) -> LatentItem | VitItem:
+def _bridged_item(adapter: RolloutParts, sample: RolloutSample) -> LatentItem | VitItem:
     """The restored image's block as the rollout's bridge built it."""
     latent, mode = sample.restored, BridgeMode.parse(sample.bridge_mode)
     if mode is BridgeMode.DECODE_REENCODE:
@@ -96,7 +109,7 @@ def _bridged_item(adapter: BagelAdapter, sample: RolloutSample) -> LatentItem | 
     return LatentItem(latent.tokens[0].detach(), tuple(latent.grids[0]))
 
 
-def pack_rollouts(adapter: BagelAdapter, samples: Sequence[RolloutSample]) -> PackedBatch:
+def pack_rollouts(adapter: RolloutParts, samples: Sequence[RolloutSample]) -> PackedBatch:
     """Pack ``samples`` into one :class:`~.batch.PackedBatch` (module docstring); sample ``i`` gets id ``i``."""
     if not samples:
         raise ClearConfigError("pack_rollouts needs at least one RolloutSample.")

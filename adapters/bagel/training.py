@@ -23,7 +23,7 @@ sees at inference (the reference advances RoPE for a dropped ViT block; we do no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -39,10 +39,28 @@ from .batch import (
     build_packed_batch,
     sample_timestep,
 )
+from .context import BagelParts
 from .image_transforms import matched_vit_size
 
 if TYPE_CHECKING:
-    from .adapter import BagelAdapter
+    from clear_plugins.adapters.base import Latent
+
+    from .image_transforms import ImageTransform
+
+
+class TrainingParts(BagelParts, Protocol):
+    """What packing reads from the adapter (:class:`~.adapter.BagelAdapter` provides it); typed here so this
+    module never names the facade."""
+
+    vit_transform: ImageTransform
+    vae_transform: ImageTransform
+
+    def encode_latent(self, images: Sequence[Any]) -> Latent:
+        """VAE latents of ``images``."""
+
+    def parameter_groups(self, model: Any = None) -> dict[str, list[str]]:
+        """Parameter names per group."""
+
 
 DISTILL_KEY = "restore"
 """Distillation key pairing the restore block's clean latent with its ViT block."""
@@ -52,7 +70,7 @@ def _draw(generator: torch.Generator | None) -> float:
     return float(torch.rand((), generator=generator))
 
 
-def _ids(adapter: BagelAdapter, text: Text) -> list[int]:
+def _ids(adapter: TrainingParts, text: Text) -> list[int]:
     if isinstance(text, str):
         if adapter.tokenizer is None:
             raise ClearConfigError(
@@ -62,13 +80,13 @@ def _ids(adapter: BagelAdapter, text: Text) -> list[int]:
     return [int(i) for i in text]
 
 
-def _segment(adapter: BagelAdapter, text: Text, *, target: bool, close: bool = True) -> TextSegment:
+def _segment(adapter: TrainingParts, text: Text, *, target: bool, close: bool = True) -> TextSegment:
     ids = adapter.token_ids
     body = [ids.bos, *_ids(adapter, text)] + ([ids.eos] if close else [])
     return TextSegment(body, loss=target and len(body) > 1)
 
 
-def _prompt_image(adapter: BagelAdapter, image: Any, generator: torch.Generator | None) -> list[Segment]:
+def _prompt_image(adapter: TrainingParts, image: Any, generator: torch.Generator | None) -> list[Segment]:
     resized = adapter.vae_transform.resize(image)
     with torch.no_grad():
         latent = adapter.encode_latent([resized], generator=generator)
@@ -79,7 +97,7 @@ def _prompt_image(adapter: BagelAdapter, image: Any, generator: torch.Generator 
 
 
 def _restore_segments(
-    adapter: BagelAdapter, block: RestoreBlock, options: PackingOptions, generator: torch.Generator | None
+    adapter: TrainingParts, block: RestoreBlock, options: PackingOptions, generator: torch.Generator | None
 ) -> list[Segment]:
     if not block.is_sft:
         tokens, grid = block.latent.tokens[0].detach().cpu(), tuple(block.latent.grids[0])
@@ -110,7 +128,7 @@ def _restore_segments(
 
 
 def sample_segments(
-    adapter: BagelAdapter,
+    adapter: TrainingParts,
     sample: TrainingSample,
     options: PackingOptions,
     generator: torch.Generator | None = None,
@@ -166,7 +184,7 @@ def group_rows(lengths: Sequence[int], budget: int | None) -> list[list[int]]:
 
 
 def pack_training_samples(
-    adapter: BagelAdapter, samples: Sequence[TrainingSample], options: PackingOptions | None = None
+    adapter: TrainingParts, samples: Sequence[TrainingSample], options: PackingOptions | None = None
 ) -> list[PackedBatch]:
     """Pack ``samples`` into :class:`~.batch.PackedBatch` rows of at most ``options.max_tokens_per_row`` tokens.
 
@@ -217,7 +235,7 @@ def blind_extra(
     }
 
 
-def default_trainable_parameters(adapter: BagelAdapter, model: Any = None) -> list[str]:
+def default_trainable_parameters(adapter: TrainingParts, model: Any = None) -> list[str]:
     """SFT's default trainable names (SPEC Stage 1): the LLM (both experts, embeddings, ``lm_head``, norms), the
     ViT ``connector``, ``vae2llm``, ``llm2vae`` and ``time_embedder``; never SigLIP, the VAE or the frozen sin-cos
     position tables."""

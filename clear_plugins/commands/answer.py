@@ -182,13 +182,15 @@ def print_human(record: dict[str, Any], stream: Any = None) -> None:
         print(f"restored image: {record['restored_image']}", file=stream)
 
 
-def _done_images(output: Path | None) -> set[str]:
+def _done_jobs(output: Path | None) -> set[tuple[str, str]]:
+    """``(image, question)`` pairs already answered in ``output`` (a half-written last line is ignored)."""
     if output is None or not output.is_file():
         return set()
     done = set()
     for line in output.read_text(encoding="utf-8").splitlines():
         try:
-            done.add(json.loads(line)["image"])
+            row = json.loads(line)
+            done.add((row["image"], row["question"]))
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
     return done
@@ -199,9 +201,15 @@ def _run_batch(args: argparse.Namespace, setup: Any, jobs: list[tuple[Path, str]
 
     from clear_plugins.errors import ClearError
 
-    done = _done_images(args.output)
-    todo = [job for job in jobs if str(job[0]) not in done]
+    done = _done_jobs(args.output)
+    todo = [job for job in jobs if (str(job[0]), job[1]) not in done]
     sink = args.output.open("a", encoding="utf-8") if args.output is not None else sys.stdout
+    if (
+        args.output is not None
+        and args.output.stat().st_size
+        and not args.output.read_bytes().endswith(b"\n")
+    ):
+        sink.write("\n")  # an interrupted run left half a line: start on a fresh one
     failures = 0
     try:
         for image, question in tqdm(

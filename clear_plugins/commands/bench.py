@@ -1,4 +1,4 @@
-"""Build MMD-Bench (App. B) from a VQA source; evaluating and reporting come in a later version.
+"""Build MMD-Bench (App. B) from a VQA source; evaluate models on it and report with 'clear-plugins eval'.
 
   clear-plugins bench build SOURCE -o OUTDIR [--mode sampled|full] [--workers N] [--reference-jpeg] [--exact]
   clear-plugins bench build --sample -o OUTDIR        (the tiny VQA set shipped with the package)
@@ -28,19 +28,14 @@ import signal
 import sys
 from dataclasses import fields
 
-from clear_plugins import cli
 from clear_plugins.commands import skipping
 
-HELP = "Build MMD-Bench from a VQA source, evaluate a model on it, and report."
+HELP = "Build MMD-Bench from a VQA source (evaluate on it with 'clear-plugins eval')."
 
 USAGE_ERROR = 2
 RUN_ERROR = 1
 INTERRUPTED = 130
 """Exit status after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention)."""
-NOT_BUILT = {
-    "evaluate": "Evaluate a model on a built MMD-Bench (per level, per type, per category).",
-    "report": "Tables and plots from MMD-Bench evaluation results.",
-}
 
 
 def _help(name: str) -> str:
@@ -94,11 +89,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_build_arguments(build)
-    for name, text in NOT_BUILT.items():
-        not_built = sub.add_parser(
-            name, help=f"{text} (not built yet)", description=f"{text} (not built yet)"
-        )
-        not_built.set_defaults(_run=cli.not_built(f"bench {name}", "; 'clear-plugins bench build' is"))
 
 
 def _config(args: argparse.Namespace):
@@ -196,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "bench_command", None) == "build":
         return _build(args, getattr(args, "_argv", None) or sys.argv[1:])
     print(
-        "clear-plugins bench: choose a sub-command: build, evaluate or report (see 'clear-plugins bench --help').",
+        "clear-plugins bench: choose a sub-command: build (see 'clear-plugins bench --help'); evaluate and report "
+        "with 'clear-plugins eval run' and 'clear-plugins eval report'.",
         file=sys.stderr,
     )
     return USAGE_ERROR

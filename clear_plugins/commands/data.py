@@ -16,8 +16,8 @@ after a crash, a SIGTERM (exit 143) or a spent --max-requests budget (exit 3), a
 run writes. The API key is read from $CLEAR_TRACE_API_KEY, $OPENAI_API_KEY (see --api-key-env) or
 --api-key-file, never from the command line; prompts and images are logged as hashes unless --log-payloads.
 
-import: stream the authors' CLEAR_Train_Set (Hub dataset CUDAOUTOFMEMORY/MMD-Bench; join and extract the
-parts first) into OUTDIR/train.jsonl in the training-row schema, and list every row it cannot convert, with
+import: stream the authors' CLEAR_Train_Set (Hub dataset CUDAOUTOFMEMORY/MMD-Bench; the extracted folder, or
+its .tar.gz.part.* files, read in one pass without joining them) into OUTDIR/train.jsonl in the training-row schema, and list every row it cannot convert, with
 its file and line index, in OUTDIR/import_report.json.
 """
 
@@ -132,7 +132,8 @@ def _add_import(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "release",
         metavar="RELEASE",
-        help="The extracted CLEAR_Train_Set folder (searched for its JSONL files), or one JSONL file.",
+        help="The extracted CLEAR_Train_Set folder (searched for its JSONL files), one JSONL file, or the "
+        "archive itself (a CLEAR_Train_Set.tar.gz.part.* file or a folder of them: streamed into OUTDIR/extracted).",
     )
     parser.add_argument(
         "-o",

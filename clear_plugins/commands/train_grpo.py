@@ -103,7 +103,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--data", required=True, type=Path, metavar="JSONL", help="Training rows (one JSON each)."
     )
     parser.add_argument(
-        "--output-dir", required=True, type=Path, metavar="DIR", help="Checkpoints, logs, plot."
+        "--output-dir",
+        "--output_dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="Checkpoints, logs, plot.",
     )
     parser.add_argument(
         "--preset",
@@ -112,10 +117,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Defaults to start from (default paper).",
     )
     parser.add_argument(
-        "--force-restore", action="store_true", help="Restore in every rollout (warm-up, ablation)."
+        "--force-restore",
+        "--force_restore",
+        action="store_true",
+        help="Restore in every rollout (warm-up, ablation).",
     )
     parser.add_argument(
-        "--no-decision-reward", action="store_true", help="Drop R_dec (the reference script's)."
+        "--no-decision-reward",
+        "--no_decision_reward",
+        action="store_true",
+        help="Drop R_dec (the reference script's).",
     )
     parser.add_argument(
         "--resume", nargs="?", const="auto", metavar="CHECKPOINT", help="Resume (default: latest)."
@@ -130,6 +141,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         kind = type(default) if not isinstance(default, bool) else str
         group.add_argument(
             f"--{name.replace('_', '-')}",
+            *([f"--{name}"] if "_" in name else []),
             type=kind,
             default=None,
             help=f"{FLAG_HELP[name]} (default {default})",

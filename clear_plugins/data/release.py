@@ -1,7 +1,7 @@
 """``data import``: convert the authors' released training set (``CLEAR_Train_Set``) into :class:`TrainingRow` s.
 
-The release (``CLEAR_Train_Set.tar.gz.part.*`` in the Hub dataset ``CUDAOUTOFMEMORY/MMD-Bench``; join the parts
-and extract them as the CLEAR README says) is read by the reference's
+The release (``CLEAR_Train_Set.tar.gz.part.*`` in the Hub dataset ``CUDAOUTOFMEMORY/MMD-Bench``; extracted as the
+CLEAR README says, or streamed from the parts by :mod:`.release_archive`) is read by the reference's
 ``data/interleave_datasets/interleave_reason.py`` with the paths of its ``data/dataset_info.py``. Its layout,
 as that code reads it:
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clear_plugins.data.release_archive import archive_parts, extract_parts
 from clear_plugins.data.schema import TrainingRow, read_jsonl, row_problem
 from clear_plugins.errors import ClearConfigError
 from clear_plugins.trajectory import parse
@@ -49,6 +50,8 @@ ORIGIN = "import:CUDAOUTOFMEMORY/MMD-Bench/CLEAR_Train_Set"
 """``trace_writer`` of imported rows (the authors' GPT-4.1 traces)."""
 LEVEL_BY_INTENSITY = {0.23: "low", 0.45: "mid", 0.9: "hard"}
 """Intensity -> level name, for the optional per-image degradation metadata."""
+EXTRACTED_DIR = "extracted"
+"""Folder (under the output folder) that archive parts are extracted into."""
 MAX_REPORTED = 10_000
 """Unconvertible rows listed one by one in the report (the count is always exact)."""
 
@@ -188,16 +191,29 @@ def _rows(files: list[Path], report: ImportReport) -> Iterator[tuple[Path, int, 
             yield file, index, row
 
 
+def _release_root(root: Path, out: Path) -> Path:
+    """``root``, or the folder its archive parts are streamed into (``OUTPUT/extracted``) when it names parts."""
+    extracted = root.is_dir() and any(next(root.rglob(name), None) for name in RELEASE_FILES)
+    parts = None if extracted else archive_parts(root)
+    if not parts:
+        return root
+    extract_parts(parts, out / EXTRACTED_DIR)
+    return out / EXTRACTED_DIR
+
+
 def import_release(
     root: str | Path, output_dir: str | Path, *, limit: int | None = None, **options: Any
 ) -> ImportReport:
     """Stream the release under ``root`` into ``OUTPUT/train.jsonl`` and ``OUTPUT/import_report.json``.
 
+    ``root`` is the extracted folder, one JSONL file, or the archive itself (a ``*.tar.gz.part.*`` file, a
+    folder of them, or a ``.tar.gz``), which is streamed into ``OUTPUT/extracted`` first.
+
     ``options`` are :class:`ReleaseImporter` fields (``clean_dir``, ``corrupted_dir``, ``metadata_dir``,
     ``copy_images``). ``limit`` stops after that many converted rows.
     """
-    files = find_release_files(Path(root))
     out = Path(output_dir)
+    files = find_release_files(_release_root(Path(root), out))
     target = out / "train.jsonl"
     if any(target.resolve() == f.resolve() for f in files):
         raise ClearConfigError(
