@@ -348,3 +348,22 @@ def test_malformed_jsonl_keeps_the_full_json_error_detail(tmp_path, capsys):
     assert main(["bench", "build", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "bad.jsonl:1 is not valid JSON (Invalid control character at: line 1 column 13 (char 12))" in err
+
+
+def test_overwrite_after_an_interrupted_build_uses_the_shard_markers_and_stays_inside(tmp_path):
+    from clear_plugins.bench.manifest import discard_previous_build
+
+    source = make_source(tmp_path / "src", "jsonl_paths", rows=4)
+    first = build_benchmark(_config(source, tmp_path / "out", shard_size=2))
+    images = sorted(first.output_dir.glob("*/images/*.png"))
+    first.manifest_path.unlink()  # as if interrupted before the manifest: only the markers list the images
+    outside = tmp_path / "precious.txt"
+    outside.write_text("not the build's")
+    marker = first.output_dir / "shards" / "shard-00000.json"
+    record = json.loads(marker.read_text())
+    record["entries"].append({"file": "../precious.txt"})  # a tampered marker must not reach outside OUTDIR
+    marker.write_text(json.dumps(record))
+    kept = discard_previous_build(first.output_dir)
+    assert images and not any(image.exists() for image in images)
+    assert outside.read_text() == "not the build's"
+    assert kept == [first.output_dir / level / "vqa.jsonl" for level in ("low", "mid", "hard")]  # no manifest
