@@ -101,7 +101,7 @@ class BagelKVCache:
         self.keys, self.values = list(keys), list(values)
         self._chunks = (*self._chunks, layout)
         self._length = expected
-        self._samples = self._samples | set(layout.sample.unique().tolist())
+        self._samples = self._samples | set(layout.sample.tolist())
         self._has_noise = self._has_noise or bool((layout.mode == int(AttnMode.NOISE)).any())
         self.state = layout.end_state
 

@@ -4,21 +4,15 @@ Three contexts are evaluated at each denoising step (reference §5.7) — the fu
 *text-uncond* context → ``v_text_uncond`` and an *image-uncond* context → ``v_image_uncond`` — batched into one
 forward (:mod:`.denoise`). What the two unconditional contexts hold is :attr:`BagelGuidance.uncond_contexts`:
 
-============================  ==============================================  ==============================================
-branch                        ``"clear"`` (default; CLEAR's ``inferencer.py``)  ``"official"`` (official Bagel's inferencer)
-============================  ==============================================  ==============================================
-text-uncond                   everything but the model's own think segment    system prompt and images: no question, no
-                              (system prompt, images, question)               generated text
-image-uncond                  every text, the think segment included; no      system prompt and question only (no think
-                              image block                                     text, no image)
-after a latent bridge         text-uncond = the whole context; image-uncond   text-uncond = the whole context;
-(``bridge``,                  = the whole context too (the reference's        image-uncond unchanged
-``degraded_latent``)          ``deepcopy(gen_context)``), so a second
-                              restore (K ≥ 2) is image-guided against a
-                              context that holds every image
-after a ViT bridge            text-uncond = the whole context; image-uncond   text-uncond = the whole context;
-(``decode_reencode``)         gains the restored ViT block                    image-uncond unchanged
-============================  ==============================================  ==============================================
+- ``"clear"`` (default; the CLEAR reference's ``inferencer.py``, ``interleave_reason_tool_condition``):
+  text-uncond = everything but the model's own think segment (system prompt, images, question); image-uncond =
+  every text, the think segment included, and no image block. After a *latent* bridge (``bridge``,
+  ``degraded_latent``) text-uncond is the whole context and so is image-uncond (the reference's
+  ``edit_cfg_img_context = deepcopy(gen_context)``), so a second restore (K ≥ 2) is image-guided against a context
+  that holds every image; after a *ViT* bridge (``decode_reencode``) image-uncond gains the restored ViT block.
+- ``"official"`` (official Bagel's ``interleave_inference``): text-uncond = system prompt and images (no question,
+  no generated text); image-uncond = system prompt and question only (no think text, no image). After a bridge
+  text-uncond is the whole context and image-uncond is unchanged.
 
 Rules of the official sampler (``Bagel.generate_image`` / ``_forward_flow``), restated:
 

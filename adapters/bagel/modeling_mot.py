@@ -126,6 +126,22 @@ class BagelMoTAttention(nn.Module):
         values: torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
+        """Attention output ``[1, Lq, heads, head_dim]`` through the configured implementation.
+
+        One query token without a mask under SDPA (a decoded token) attends as one packed query per key/value head
+        (``groups`` rows each): the same arithmetic without repeating keys/values or a GQA kernel, about 2× faster
+        per layer on CPU.
+        """
+        if (
+            mask is None
+            and q.shape[2] == 1
+            and self.num_key_value_groups > 1
+            and not self.training
+            and self.config._attn_implementation == "sdpa"
+        ):
+            packed = q.view(1, self.num_key_value_heads, self.num_key_value_groups, self.head_dim)
+            out = nn.functional.scaled_dot_product_attention(packed, keys, values, scale=self.scaling)
+            return out.view(1, 1, self.num_heads, self.head_dim)
         out, _ = interface(
             self,
             q,
