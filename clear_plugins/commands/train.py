@@ -10,7 +10,6 @@ Each stage lives in its own module (``train_sft``, ``train_grpo``) with the comm
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from clear_plugins import cli
@@ -25,12 +24,8 @@ USAGE_ERROR = 2
 
 
 def _stage_module(name: str):
-    try:
-        return importlib.import_module(f"clear_plugins.commands.train_{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"clear_plugins.commands.train_{name}":
-            return None
-        raise
+    """The module of stage ``name`` (``commands/train_<name>.py``), or ``None`` when this version has none."""
+    return cli._command_module(f"train_{name}")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
