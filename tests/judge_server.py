@@ -8,11 +8,12 @@ server runs in a daemon thread, and leaving the block wakes any hanging handler 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -37,36 +38,13 @@ class Received:
     headers: dict[str, str]
 
 
-class JudgeServer:
+class JudgeServer(LoopbackServer):
     """An OpenAI-compatible ``/v1/chat/completions`` endpoint answering from a script of :class:`Reply`."""
 
     def __init__(self, *script: Reply) -> None:
         self._script = list(script) or [Reply()]
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self.received: list[Received] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.daemon = True
-
-    @property
-    def base_url(self) -> str:
-        """The ``/v1`` base URL to hand to the OpenAI client."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> JudgeServer:
-        """Start serving."""
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Wake hanging handlers, stop serving and close the socket."""
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     def _next_reply(self, received: Received) -> Reply:
         """Record a request and pop the reply scripted for it."""

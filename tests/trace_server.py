@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback_server import LoopbackServer
 
 from clear_plugins.data.prompts import RESTORE_PROMPT
 
@@ -75,37 +76,14 @@ def _parse(body: dict[str, Any]) -> tuple[str, str, str]:
     return (row.group(1) if row else "?"), pathway, (truth.group(1).strip() if truth else "")
 
 
-class TraceServer:
+class TraceServer(LoopbackServer):
     """An OpenAI-compatible endpoint answering each row as ``behave(row, n)`` says."""
 
     def __init__(self, behave: Callable[[str, int], Action] | None = None) -> None:
         self.behave = behave or (lambda row, n: Action())
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._counts: dict[str, int] = {}
         self.received: list[Request] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.daemon = True
-
-    @property
-    def base_url(self) -> str:
-        """The ``/v1`` base URL for the OpenAI client."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> TraceServer:
-        """Start serving."""
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Wake hanging handlers and stop."""
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     def rows(self, row: str) -> list[Request]:
         """The requests of one row, in arrival order."""
